@@ -1,0 +1,63 @@
+"""fastml: neural-network layers with Numba-compiled kernels behind a PyTorch-compatible API.
+
+Example:
+    >>> import numpy as np, fastml
+    >>> x = np.random.rand(8, 3, 32, 32).astype(np.float32)
+    >>> w = np.random.rand(16, 3, 3, 3).astype(np.float32)
+    >>> y = fastml.F.max_pool2d(fastml.F.relu(fastml.F.conv2d(x, w, padding=1)), 2)
+    >>> y.shape
+    (8, 16, 16, 16)
+"""
+from __future__ import annotations
+
+from . import functional
+from ._backend import BACKENDS, backend, cuda_status, get_backend, is_grad_enabled, no_grad, set_backend
+from .shapes import ReceptiveFieldRow, conv_output_shape, pool_output_shape, receptive_field
+
+F = functional
+__version__ = "0.1.0"
+
+
+def warmup(dtypes=("float32",), backends=("cpu",)) -> None:
+    """Compile (or load from the on-disk cache) every kernel for ``dtypes`` now.
+
+    Kernels otherwise compile on first use; call this at start-up to keep that
+    cost out of the first real call. Tiny shapes are used, so it is cheap once
+    the cache is warm.
+    """
+    import numpy as np
+
+    from .functional import grad
+
+    for name in backends:
+        for dtype in dtypes:
+            rng = np.random.default_rng(0)
+            x = rng.standard_normal((1, 2, 5, 5)).astype(dtype)
+            w = rng.standard_normal((2, 2, 3, 3)).astype(dtype)
+            b = np.zeros(2, dtype=dtype)
+            y = functional.conv2d(x, w, b, padding=1, backend=name)
+            grad.conv2d_backward(y, x, w, padding=1, backend=name)
+            p, idx = functional.max_pool2d(x, 2, return_indices=True, backend=name)
+            grad.max_pool2d_backward(p, x, 2, indices=idx, backend=name)
+            a = functional.avg_pool2d(x, 2, backend=name)
+            grad.avg_pool2d_backward(a, x, 2, backend=name)
+            a = functional.adaptive_avg_pool2d(x, 2, backend=name)
+            grad.adaptive_avg_pool2d_backward(a, x, backend=name)
+            a = functional.adaptive_max_pool2d(x, 2, backend=name)
+            grad.adaptive_max_pool2d_backward(a, x, backend=name)
+            for op in ("relu", "sigmoid", "tanh"):
+                out = getattr(functional, op)(x, backend=name)
+                getattr(grad, f"{op}_backward")(out, x if op == "relu" else out, backend=name)
+            for op in ("softmax", "log_softmax"):
+                out = getattr(functional, op)(x, 1, backend=name)
+                getattr(grad, f"{op}_backward")(out, out, 1, backend=name)
+            h = rng.standard_normal((3, 4)).astype(dtype)
+            lw = rng.standard_normal((2, 4)).astype(dtype)
+            grad.linear_backward(functional.linear(h, lw, backend=name), h, lw, backend=name)
+
+
+__all__ = [
+    "F", "functional", "BACKENDS", "backend", "set_backend", "get_backend", "cuda_status", "no_grad",
+    "is_grad_enabled", "warmup", "conv_output_shape", "pool_output_shape", "receptive_field",
+    "ReceptiveFieldRow", "__version__",
+]

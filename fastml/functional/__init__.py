@@ -1,0 +1,15 @@
+"""fastml.functional (alias ``fastml.F``): stateless ops, validated and dispatched to a backend.
+
+Every op takes a keyword-only ``backend=`` (``"reference"``, ``"cpu"``,
+``"cuda"``); gradients live in :mod:`fastml.functional.grad`.
+"""
+from . import grad
+from .activation import identity, log_softmax, relu, sigmoid, softmax, tanh
+from .conv import conv2d
+from .linear import linear
+from .pooling import adaptive_avg_pool2d, adaptive_max_pool2d, avg_pool2d, max_pool2d
+
+__all__ = [
+    "conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d", "linear",
+    "relu", "sigmoid", "tanh", "softmax", "log_softmax", "identity", "grad",
+]

@@ -1,0 +1,74 @@
+"""Activations: relu, sigmoid, tanh, softmax, log_softmax, identity.
+
+Elementwise ops accept any shape; softmax/log_softmax normalise along ``dim``.
+All are stable for any finite input: sigmoid uses exp(-|x|), softmax and
+log_softmax subtract the row maximum.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _backend
+from .._checks import as_float_array, as_int, check_nonempty
+
+
+def float_input(fn, input, name="input") -> np.ndarray:
+    x = as_float_array(input, fn, name)
+    check_nonempty(x, fn, name)
+    return np.ascontiguousarray(x)
+
+
+def _elementwise(fn, op, input, backend):
+    x = float_input(fn, input)
+    kernels = _backend.kernels("activation", backend, fn)
+    return getattr(kernels, op)(x.reshape(-1)).reshape(x.shape)
+
+
+def relu(input, *, backend=None):
+    """max(x, 0) elementwise (NaN stays NaN)."""
+    return _elementwise("relu", "relu", input, backend)
+
+
+def sigmoid(input, *, backend=None):
+    """1 / (1 + exp(-x)), computed as exp(-|x|) based branches so it never overflows."""
+    return _elementwise("sigmoid", "sigmoid", input, backend)
+
+
+def tanh(input, *, backend=None):
+    """Hyperbolic tangent elementwise."""
+    return _elementwise("tanh", "tanh", input, backend)
+
+
+def identity(input, *, backend=None):
+    """The notes' "linear" activation f(x) = x (returns the validated input unchanged)."""
+    return float_input("identity", input)
+
+
+def normalize_dim(fn, dim, ndim) -> int:
+    dim = as_int(dim, fn, "dim")
+    if not -ndim <= dim < ndim:
+        raise ValueError(f"{fn}: `dim` must be in [{-ndim}, {ndim - 1}] for a {ndim}-D input, got {dim}")
+    return dim % ndim
+
+
+def rows_along(x, dim):
+    """View ``x`` as a contiguous (rows, x.shape[dim]) array with ``dim`` last, and how to undo it."""
+    moved = np.moveaxis(x, dim, -1)
+    rows = np.ascontiguousarray(moved).reshape(-1, x.shape[dim])
+    return rows, (lambda out: np.moveaxis(out.reshape(moved.shape), -1, dim))
+
+
+def _along_dim(fn, op, input, dim, backend):
+    x = float_input(fn, input)
+    rows, restore = rows_along(x, normalize_dim(fn, dim, x.ndim))
+    return np.ascontiguousarray(restore(getattr(_backend.kernels("activation", backend, fn), op)(rows)))
+
+
+def softmax(input, dim=-1, *, backend=None):
+    """exp(x - max) / sum(exp(x - max)) along ``dim``."""
+    return _along_dim("softmax", "softmax", input, dim, backend)
+
+
+def log_softmax(input, dim=-1, *, backend=None):
+    """(x - max) - log(sum(exp(x - max))) along ``dim``."""
+    return _along_dim("log_softmax", "log_softmax", input, dim, backend)

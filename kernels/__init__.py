@@ -1,0 +1,7 @@
+"""Compiled kernels of fastml, one folder per backend with the same file names.
+
+``reference/`` is the readable NumPy/SciPy spec; ``cpu/`` is Numba; ``cuda/``
+(numba.cuda) comes with the CUDA backend. Kernels receive validated,
+contiguous arrays and plain ints from ``fastml.functional`` and never check
+their arguments themselves.
+"""

@@ -1,0 +1,1 @@
+"""Reference backend: plain NumPy/SciPy, written to be read. It is the spec."""
