@@ -10,3 +10,8 @@ Machine of record: 2-core AMD EPYC (AVX2 + FMA), float32, 2 threads; see
 # Users can change it at run time: fastml.kernels.config.CONV_WORKSPACE_BYTES = ...
 CONV_WORKSPACE_BYTES = 64 * 1024 * 1024
 
+
+# --- recurrent (kernels/cpu/recurrent.py) ------------------------------------
+# Batch size from which the per-step hidden projection h @ W_hh^T goes to BLAS
+# (np.dot inside the compiled loop) instead of the plain compiled loop.
+RECURRENT_BLAS_MIN_BATCH = 8

@@ -13,3 +13,14 @@ __all__ = [
     "conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d", "linear",
     "relu", "sigmoid", "tanh", "softmax", "log_softmax", "identity", "grad",
 ]
+
+# Recurrent cells, whole sequences and their gradients (fastml/functional/recurrent.py).
+from .recurrent import (  # noqa: E402
+    gru_cell, gru_cell_backward, lstm_cell, lstm_cell_backward, rnn_cell, rnn_sequence, rnn_sequence_backward,
+    rnn_cell_backward,
+)
+
+__all__ += [
+    "rnn_cell", "lstm_cell", "gru_cell", "rnn_cell_backward", "lstm_cell_backward", "gru_cell_backward",
+    "rnn_sequence", "rnn_sequence_backward",
+]

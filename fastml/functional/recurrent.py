@@ -1,0 +1,464 @@
+"""Recurrent ops: single-step cells, whole (stacked, bidirectional) sequences, and their gradients.
+
+Validation and normalisation happen here, once; the kernels
+(``fastml.kernels.<backend>.recurrent``) run one layer and direction over a
+whole ``(T, N, I)`` sequence and receive contiguous arrays of one dtype,
+biases (zeros where a layer has none), int64 ``lengths`` and plain flags.
+The gate equations and layout are documented in
+``kernels/reference/recurrent.py``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import _backend
+from .._checks import as_float_array, as_int, check_choice, check_same_dtype
+from ..kernels.reference.recurrent import GATE_COUNT
+
+NONLINEARITIES = ("tanh", "relu")
+
+
+def cell_mode(kind: str, nonlinearity: str = "tanh", reset_after: bool = True) -> str:
+    """The kernel mode of a cell: ``rnn_tanh``, ``rnn_relu``, ``lstm``, ``gru`` or ``gru_reset_before``."""
+    if kind == "RNN":
+        return f"rnn_{nonlinearity}"
+    if kind == "LSTM":
+        return "lstm"
+    return "gru" if reset_after else "gru_reset_before"
+
+
+# --- validation ---------------------------------------------------------------------------------
+def _float_like(fn, value, name, dtype, shape, shown_shape=None):
+    array = as_float_array(value, fn, name)
+    if array.dtype != dtype:
+        raise TypeError(f"{fn}: `{name}` dtype ({array.dtype}) must equal `input` dtype ({dtype})")
+    if array.shape != tuple(shape):
+        raise ValueError(f"{fn}: `{name}` must have shape {tuple(shown_shape or shape)}, got {tuple(array.shape)}")
+    return np.ascontiguousarray(array)
+
+
+def check_weights(fn, mode, dtype, input_size, hidden_size, w_ih, w_hh, b_ih, b_hh, suffix=""):
+    """Validated, contiguous ``(w_ih, w_hh, b_ih, b_hh)``; missing biases become zeros."""
+    gates = GATE_COUNT[mode] * hidden_size
+    w_ih = _float_like(fn, w_ih, f"weight_ih{suffix}", dtype, (gates, input_size))
+    w_hh = _float_like(fn, w_hh, f"weight_hh{suffix}", dtype, (gates, hidden_size))
+    if (b_ih is None) != (b_hh is None):
+        raise ValueError(f"{fn}: `bias_ih{suffix}` and `bias_hh{suffix}` must both be given or both be None")
+    if b_ih is None:
+        b_ih = b_hh = np.zeros(gates, dtype=dtype)
+    else:
+        b_ih = _float_like(fn, b_ih, f"bias_ih{suffix}", dtype, (gates,))
+        b_hh = _float_like(fn, b_hh, f"bias_hh{suffix}", dtype, (gates,))
+    return w_ih, w_hh, b_ih, b_hh
+
+
+def _check_input(fn, input, input_size=None):
+    x = as_float_array(input, fn, "input")
+    if x.ndim not in (2, 3):
+        raise ValueError(f"{fn}: `input` must be 2-D (T, input_size) or 3-D (T, N, input_size) "
+                         f"[(N, T, input_size) with batch_first], got shape {tuple(x.shape)}")
+    if input_size is not None and x.shape[-1] != input_size:
+        raise ValueError(f"{fn}: last dimension of `input` (={x.shape[-1]}) must equal `input_size` (={input_size})")
+    return x
+
+
+def check_lengths(fn, lengths, batch, seq_len):
+    """``lengths`` as int64 ``(N,)`` with every entry in [1, T]; None means all T."""
+    if lengths is None:
+        return np.full(batch, seq_len, dtype=np.int64)
+    if hasattr(lengths, "detach"):  # a torch tensor
+        lengths = lengths.detach().cpu().numpy()
+    array = np.asarray(lengths)
+    if array.dtype.kind not in "iu":
+        raise TypeError(f"{fn}: `lengths` must be integers, got dtype {array.dtype}")
+    if array.ndim != 1 or array.shape[0] != batch:
+        raise ValueError(f"{fn}: `lengths` must have shape ({batch},) (one per sequence in the batch), "
+                         f"got {tuple(array.shape)}")
+    if array.min() < 1:
+        raise ValueError(f"{fn}: `lengths` must be positive, got minimum {array.min()}")
+    if array.max() > seq_len:
+        raise ValueError(f"{fn}: `lengths` must be at most the sequence length T (={seq_len}), got {array.max()}")
+    return np.ascontiguousarray(array, dtype=np.int64)
+
+
+# --- single-step cells ----------------------------------------------------------------------------
+@dataclass
+class _Cell:
+    mode: str
+    x: np.ndarray        # (1, N, I)
+    h: np.ndarray        # (N, H)
+    c: np.ndarray | None
+    weights: tuple
+    has_bias: bool
+    unbatched: bool
+
+
+def _cell_args(fn, mode, input, h, c, w_ih, w_hh, b_ih, b_hh) -> _Cell:
+    x = as_float_array(input, fn, "input")
+    if x.ndim not in (1, 2):
+        raise ValueError(f"{fn}: `input` must be 1-D (input_size,) or 2-D (N, input_size), got shape {tuple(x.shape)}")
+    unbatched = x.ndim == 1
+    x = x[None] if unbatched else x
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        raise ValueError(f"{fn}: `input` must not be empty, got shape {tuple(np.shape(input))}")
+    w_hh_arr = as_float_array(w_hh, fn, "weight_hh")
+    if w_hh_arr.ndim != 2 or w_hh_arr.shape[1] == 0:
+        raise ValueError(f"{fn}: `weight_hh` must be 2-D ({GATE_COUNT[mode]}*hidden_size, hidden_size), "
+                         f"got shape {tuple(w_hh_arr.shape)}")
+    hidden = w_hh_arr.shape[1]
+    weights = check_weights(fn, mode, x.dtype, x.shape[1], hidden, w_ih, w_hh_arr, b_ih, b_hh)
+    batch = x.shape[0]
+    shown = (hidden,) if unbatched else (batch, hidden)
+
+    def state(value, name):
+        if value is None:
+            return np.zeros((batch, hidden), dtype=x.dtype)
+        array = _float_like(fn, value, name, x.dtype, shown)
+        return np.ascontiguousarray(array.reshape(batch, hidden))
+
+    return _Cell(mode, np.ascontiguousarray(x)[None], state(h, "hx"), state(c, "cx") if mode == "lstm" else None,
+                 weights, b_ih is not None, unbatched)
+
+
+def _cell_forward(cell: _Cell, backend, fn, keep=False):
+    kernels = _backend.kernels("recurrent", backend, fn)
+    lengths = np.ones(cell.x.shape[1], dtype=np.int64)
+    out, h, c, saved = kernels.recurrent_forward(cell.mode, cell.x, cell.h, cell.c, *cell.weights, lengths,
+                                                 False, keep)
+    return kernels, h, c, saved
+
+
+def _squeeze(array, unbatched):
+    return array[0] if (unbatched and array is not None) else array
+
+
+def rnn_cell(input, hx, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh", *, backend=None):
+    """One Elman RNN step, as ``torch.nn.RNNCell``: ``h' = act(x W_ih^T + b_ih + h W_hh^T + b_hh)``.
+
+    Args:
+        input: ``(N, I)`` or unbatched ``(I,)``.
+        hx: ``(N, H)`` / ``(H,)``, or None for zeros.
+        w_ih: ``(H, I)``; w_hh: ``(H, H)``; b_ih, b_hh: ``(H,)`` or both None.
+        nonlinearity: ``"tanh"`` or ``"relu"``.
+
+    Returns:
+        h' with hx's shape.
+
+    Example:
+        >>> h = rnn_cell(x, h, w_ih, w_hh, b_ih, b_hh)
+    """
+    fn = "rnn_cell"
+    check_choice(nonlinearity, NONLINEARITIES, fn, "nonlinearity")
+    cell = _cell_args(fn, cell_mode("RNN", nonlinearity), input, hx, None, w_ih, w_hh, b_ih, b_hh)
+    _, h, _, _ = _cell_forward(cell, backend, fn)
+    return _squeeze(h, cell.unbatched)
+
+
+def _split_hc(fn, hx):
+    if hx is None:
+        return None, None
+    if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+        raise TypeError(f"{fn}: `hx` must be a pair (h, c) or None, got {type(hx).__name__}")
+    return hx
+
+
+def lstm_cell(input, hx, w_ih, w_hh, b_ih=None, b_hh=None, *, backend=None):
+    """One LSTM step, as ``torch.nn.LSTMCell`` (gates i, f, g, o).
+
+    ``i, f, o = σ(·)``, ``g = tanh(·)`` of ``x W_ih^T + b_ih + h W_hh^T + b_hh``;
+    ``c' = f * c + i * g``; ``h' = o * tanh(c')``.
+
+    Args:
+        input: ``(N, I)`` or ``(I,)``; hx: ``(h, c)`` each ``(N, H)``, or None for zeros.
+        w_ih: ``(4H, I)``; w_hh: ``(4H, H)``; b_ih, b_hh: ``(4H,)`` or None.
+
+    Returns:
+        ``(h', c')``.
+    """
+    fn = "lstm_cell"
+    h, c = _split_hc(fn, hx)
+    cell = _cell_args(fn, "lstm", input, h, c, w_ih, w_hh, b_ih, b_hh)
+    _, h, c, _ = _cell_forward(cell, backend, fn)
+    return _squeeze(h, cell.unbatched), _squeeze(c, cell.unbatched)
+
+
+def gru_cell(input, hx, w_ih, w_hh, b_ih=None, b_hh=None, reset_after=True, *, backend=None):
+    """One GRU step (gates r, z, n), as ``torch.nn.GRUCell`` by default.
+
+    ``r, z = σ(x W_i{r,z}^T + b_i{r,z} + h W_h{r,z}^T + b_h{r,z})``;
+    ``n = tanh(x W_in^T + b_in + r * (h W_hn^T + b_hn))`` with ``reset_after=True``
+    (PyTorch, cuDNN), or ``n = tanh(x W_in^T + b_in + (r * h) W_hn^T + b_hn)``
+    with ``reset_after=False`` (Cho et al., ONNX); ``h' = (1 - z) * n + z * h``.
+
+    Args:
+        input: ``(N, I)`` or ``(I,)``; hx: ``(N, H)`` or None.
+        w_ih: ``(3H, I)``; w_hh: ``(3H, H)``; b_ih, b_hh: ``(3H,)`` or None.
+    """
+    fn = "gru_cell"
+    cell = _cell_args(fn, cell_mode("GRU", reset_after=bool(reset_after)), input, hx, None, w_ih, w_hh, b_ih, b_hh)
+    _, h, _, _ = _cell_forward(cell, backend, fn)
+    return _squeeze(h, cell.unbatched)
+
+
+def _cell_backward(fn, cell, grad_h, grad_c, backend):
+    batch, hidden = cell.h.shape
+    shown = (hidden,) if cell.unbatched else (batch, hidden)
+    g_h = _float_like(fn, grad_h, "grad_h", cell.x.dtype, shown).reshape(1, batch, hidden)
+    g_c = None
+    if grad_c is not None:
+        g_c = _float_like(fn, grad_c, "grad_c", cell.x.dtype, shown).reshape(batch, hidden)
+    kernels, _, _, saved = _cell_forward(cell, backend, fn, keep=True)
+    gx, gh0, gc0, gw_ih, gw_hh, gb_ih, gb_hh, _ = kernels.recurrent_backward(saved, g_h, None, g_c, 0)
+    if not cell.has_bias:
+        gb_ih = gb_hh = None
+    return (_squeeze(gx[0], cell.unbatched), _squeeze(gh0, cell.unbatched), _squeeze(gc0, cell.unbatched),
+            gw_ih, gw_hh, gb_ih, gb_hh)
+
+
+def rnn_cell_backward(grad_h, input, hx, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh", *, backend=None):
+    """Gradients of :func:`rnn_cell` given dL/dh'.
+
+    Returns:
+        ``(grad_input, grad_hx, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh)`` (bias grads None without biases).
+    """
+    fn = "rnn_cell_backward"
+    check_choice(nonlinearity, NONLINEARITIES, fn, "nonlinearity")
+    cell = _cell_args(fn, cell_mode("RNN", nonlinearity), input, hx, None, w_ih, w_hh, b_ih, b_hh)
+    gx, gh, _, *rest = _cell_backward(fn, cell, grad_h, None, backend)
+    return (gx, gh, *rest)
+
+
+def lstm_cell_backward(grad_h, grad_c, input, hx, w_ih, w_hh, b_ih=None, b_hh=None, *, backend=None):
+    """Gradients of :func:`lstm_cell` given dL/dh' and dL/dc' (``grad_c`` may be None).
+
+    Returns:
+        ``(grad_input, (grad_h, grad_c), grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh)``.
+    """
+    fn = "lstm_cell_backward"
+    h, c = _split_hc(fn, hx)
+    cell = _cell_args(fn, "lstm", input, h, c, w_ih, w_hh, b_ih, b_hh)
+    gx, gh, gc, *rest = _cell_backward(fn, cell, grad_h, grad_c, backend)
+    return (gx, (gh, gc), *rest)
+
+
+def gru_cell_backward(grad_h, input, hx, w_ih, w_hh, b_ih=None, b_hh=None, reset_after=True, *, backend=None):
+    """Gradients of :func:`gru_cell`: ``(grad_input, grad_hx, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh)``."""
+    fn = "gru_cell_backward"
+    cell = _cell_args(fn, cell_mode("GRU", reset_after=bool(reset_after)), input, hx, None, w_ih, w_hh, b_ih, b_hh)
+    gx, gh, _, *rest = _cell_backward(fn, cell, grad_h, None, backend)
+    return (gx, gh, *rest)
+
+
+# --- whole sequences: stacked, bidirectional, variable length -----------------------------------------
+@dataclass
+class RecurrentContext:
+    """What :func:`rnn_sequence_backward` needs from a :func:`rnn_sequence` call."""
+
+    mode: str
+    backend: str
+    num_layers: int
+    num_directions: int
+    hidden_size: int
+    batch_first: bool
+    unbatched: bool
+    has_bias: bool
+    dtype: np.dtype
+    seq_len: int
+    batch: int
+    saved: list = field(default_factory=list)       # [layer][direction] kernel caches
+    masks: list = field(default_factory=list)       # dropout mask applied to each layer's output (or None)
+
+
+def _to_time_major(x, batch_first, unbatched):
+    if unbatched:
+        return x[:, None, :]
+    return x.transpose(1, 0, 2) if batch_first else x
+
+
+def _from_time_major(y, batch_first, unbatched):
+    if unbatched:
+        return y[:, 0, :]
+    return y.transpose(1, 0, 2) if batch_first else y
+
+
+def _state(fn, value, name, dtype, layers_dirs, batch, hidden, unbatched):
+    if value is None:
+        return np.zeros((layers_dirs, batch, hidden), dtype=dtype)
+    shape = (layers_dirs, hidden) if unbatched else (layers_dirs, batch, hidden)
+    array = _float_like(fn, value, name, dtype, shape)
+    return np.ascontiguousarray(array.reshape(layers_dirs, batch, hidden))
+
+
+def rnn_sequence(input, hx, weights, mode, *, num_layers=1, bidirectional=False, batch_first=False, dropout=0.0,
+              training=False, lengths=None, rng=None, keep=False, backend=None, fn="rnn_sequence"):
+    """Run a stacked (optionally bidirectional) RNN/LSTM/GRU over a whole sequence.
+
+    Args:
+        input: ``(T, N, I)`` (``(N, T, I)`` with ``batch_first``) or unbatched ``(T, I)``.
+        hx: initial state ``(L*D, N, H)`` (``(L*D, H)`` unbatched) or None for zeros;
+            for ``mode="lstm"`` a pair ``(h0, c0)`` or None.
+        weights: per layer and direction, in PyTorch's order (layer 0 forward,
+            layer 0 reverse, layer 1 forward, ...), tuples ``(w_ih, w_hh, b_ih, b_hh)``
+            (biases may be None).
+        mode: ``rnn_tanh``, ``rnn_relu``, ``lstm``, ``gru`` or ``gru_reset_before``.
+        dropout: probability of zeroing each output of every layer but the last (when ``training``).
+        lengths: ``(N,)`` ints in [1, T] for a padded batch, or None.
+        rng: ``np.random.Generator`` for the dropout masks.
+        keep: keep what :func:`rnn_sequence_backward` needs and return it as the context.
+
+    Shape:
+        output ``(T, N, D*H)`` in the input's layout, zero at padded steps;
+        ``h_n`` (and ``c_n``) ``(L*D, N, H)``: each sequence's state after its own last step.
+
+    Returns:
+        ``(output, h_n, c_n, context)``; ``c_n`` is None unless LSTM, context None unless ``keep``.
+    """
+    check_choice(mode, tuple(GATE_COUNT), fn, "mode")
+    num_layers = as_int(num_layers, fn, "num_layers", minimum=1)
+    dirs = 2 if bidirectional else 1
+    if len(weights) != num_layers * dirs:
+        raise ValueError(f"{fn}: `weights` must hold num_layers*num_directions (={num_layers * dirs}) tuples, "
+                         f"got {len(weights)}")
+    first = weights[0]
+    w_ih0 = as_float_array(first[0], fn, "weight_ih_l0")
+    w_hh0 = as_float_array(first[1], fn, "weight_hh_l0")
+    if w_hh0.ndim != 2 or w_ih0.ndim != 2:
+        raise ValueError(f"{fn}: `weight_ih_l0` and `weight_hh_l0` must be 2-D")
+    hidden = w_hh0.shape[1]
+    x = _check_input(fn, input, w_ih0.shape[1])
+    unbatched = x.ndim == 2
+    if x.shape[0 if (unbatched or not batch_first) else 1] == 0:
+        raise ValueError(f"{fn}: the sequence length T must be >= 1, got input shape {tuple(x.shape)}")
+    xt = np.ascontiguousarray(_to_time_major(x, batch_first, unbatched))
+    seq_len, batch, _ = xt.shape
+    if batch == 0:
+        raise ValueError(f"{fn}: the batch must not be empty, got input shape {tuple(x.shape)}")
+    dtype = xt.dtype
+    lengths = check_lengths(fn, lengths, batch, seq_len)
+    if mode == "lstm":
+        h0, c0 = _split_hc(fn, hx)
+        c0 = _state(fn, c0, "c0", dtype, num_layers * dirs, batch, hidden, unbatched)
+    else:
+        h0, c0 = hx, None
+    h0 = _state(fn, h0, "h0", dtype, num_layers * dirs, batch, hidden, unbatched)
+    checked = []
+    has_bias = first[2] is not None
+    for layer in range(num_layers):
+        in_size = xt.shape[2] if layer == 0 else dirs * hidden
+        for d in range(dirs):
+            suffix = f"_l{layer}" + ("_reverse" if d else "")
+            checked.append(check_weights(fn, mode, dtype, in_size, hidden, *weights[layer * dirs + d], suffix=suffix))
+    dropout = float(dropout)
+    if not 0.0 <= dropout <= 1.0:
+        raise ValueError(f"{fn}: `dropout` must be in [0, 1], got {dropout}")
+
+    name = _backend.resolve(backend, fn)
+    kernels = _backend.kernels("recurrent", name, fn)
+    ctx = RecurrentContext(mode, name, num_layers, dirs, hidden, bool(batch_first), unbatched, has_bias, dtype,
+                           seq_len, batch) if keep else None
+    h_n = np.empty((num_layers * dirs, batch, hidden), dtype=dtype)
+    c_n = np.empty_like(h_n) if mode == "lstm" else None
+    layer_in = xt
+    for layer in range(num_layers):
+        outputs, saved = [], []
+        for d in range(dirs):
+            k = layer * dirs + d
+            out, h, c, cache = kernels.recurrent_forward(mode, layer_in, h0[k], None if c0 is None else c0[k],
+                                                         *checked[k], lengths, d == 1, keep)
+            outputs.append(out)
+            saved.append(cache)
+            h_n[k] = h
+            if c_n is not None:
+                c_n[k] = c
+        layer_out = outputs[0] if dirs == 1 else np.concatenate(outputs, axis=2)
+        mask = None
+        if training and dropout > 0 and layer < num_layers - 1:
+            generator = rng if rng is not None else np.random.default_rng()
+            keep_prob = 1.0 - dropout
+            mask = (generator.random(layer_out.shape) < keep_prob).astype(dtype)
+            if keep_prob > 0:
+                mask /= dtype.type(keep_prob)
+            layer_out = layer_out * mask
+        if keep:
+            ctx.saved.append(saved)
+            ctx.masks.append(mask)
+        layer_in = layer_out
+    output = _from_time_major(layer_in, batch_first, unbatched)
+    if unbatched:
+        h_n, c_n = h_n[:, 0], (None if c_n is None else c_n[:, 0])
+    return output, h_n, c_n, ctx
+
+
+@dataclass
+class RecurrentGradients:
+    """Result of :func:`rnn_sequence_backward`."""
+
+    input: np.ndarray
+    h0: np.ndarray
+    c0: np.ndarray | None
+    weights: list           # per layer and direction: (g_w_ih, g_w_hh, g_b_ih, g_b_hh); bias grads None without bias
+    norms: np.ndarray       # (L*D, T): ||dL/dh_t|| per layer and direction
+
+
+def rnn_sequence_backward(ctx: RecurrentContext, grad_output, grad_h_n=None, grad_c_n=None, bptt_steps=None,
+                       fn="rnn_sequence_backward") -> RecurrentGradients:
+    """Backpropagation through time for a :func:`rnn_sequence` call made with ``keep=True``.
+
+    Args:
+        grad_output: dL/d(output), the output's shape and layout.
+        grad_h_n, grad_c_n: dL/dh_n and dL/dc_n, or None for zero.
+        bptt_steps: truncate BPTT: the carried gradient is cut every this many
+            steps (counted in each direction's processing order), as if the state
+            were detached there. None: full BPTT.
+    """
+    if ctx is None:
+        raise ValueError(f"{fn}: no forward context; run forward with keep=True (in train mode, outside no_grad)")
+    if bptt_steps is None:
+        bptt_steps = 0
+    else:
+        bptt_steps = as_int(bptt_steps, fn, "bptt_steps", minimum=1)
+    dirs, hidden, dtype = ctx.num_directions, ctx.hidden_size, ctx.dtype
+    seq, batch = ctx.seq_len, ctx.batch
+    if ctx.unbatched:
+        out_shape = (seq, dirs * hidden)
+    else:
+        out_shape = (batch, seq, dirs * hidden) if ctx.batch_first else (seq, batch, dirs * hidden)
+    g = _float_like(fn, grad_output, "grad_output", dtype, out_shape)
+    g = np.ascontiguousarray(_to_time_major(g, ctx.batch_first, ctx.unbatched))
+    states = ctx.num_layers * dirs
+    g_h = _state(fn, grad_h_n, "grad_h_n", dtype, states, batch, hidden, ctx.unbatched) if grad_h_n is not None else None
+    g_c = None
+    if ctx.mode == "lstm" and grad_c_n is not None:
+        g_c = _state(fn, grad_c_n, "grad_c_n", dtype, states, batch, hidden, ctx.unbatched)
+    kernels = _backend.kernels("recurrent", ctx.backend, fn)
+    grad_h0 = np.zeros((states, batch, hidden), dtype=dtype)
+    grad_c0 = np.zeros_like(grad_h0) if ctx.mode == "lstm" else None
+    weights = [None] * states
+    norms = np.zeros((states, seq), dtype=dtype)
+    for layer in range(ctx.num_layers - 1, -1, -1):
+        mask = ctx.masks[layer]
+        if mask is not None:
+            g = g * mask
+        grad_in = None
+        for d in range(dirs):
+            k = layer * dirs + d
+            g_dir = np.ascontiguousarray(g[:, :, d * hidden:(d + 1) * hidden])
+            gx, gh0, gc0, gw_ih, gw_hh, gb_ih, gb_hh, nrm = kernels.recurrent_backward(
+                ctx.saved[layer][d], g_dir, None if g_h is None else g_h[k], None if g_c is None else g_c[k],
+                bptt_steps)
+            grad_in = gx if grad_in is None else grad_in + gx
+            grad_h0[k] = gh0
+            if grad_c0 is not None:
+                grad_c0[k] = gc0
+            if not ctx.has_bias:
+                gb_ih = gb_hh = None
+            weights[k] = (gw_ih, gw_hh, gb_ih, gb_hh)
+            norms[k] = nrm
+        g = grad_in
+    grad_input = _from_time_major(g, ctx.batch_first, ctx.unbatched)
+    if ctx.unbatched:
+        grad_h0 = grad_h0[:, 0]
+        grad_c0 = None if grad_c0 is None else grad_c0[:, 0]
+    return RecurrentGradients(np.ascontiguousarray(grad_input), grad_h0, grad_c0, weights, norms)
