@@ -48,6 +48,23 @@ def pool_output_size(size: int, kernel: int, stride: int, pad: int, dilation: in
     return span // stride + 1
 
 
+def empty_pool_window(size: int, kernel: int, stride: int, pad: int, dilation: int, out: int) -> int | None:
+    """Index of the first pooling window that holds no input element (only padding), or None.
+
+    Only windows that start in the left padding can miss the input (later ones
+    start inside it); with dilation their taps can all land on padding or jump
+    past a small input, e.g. size 1, kernel 2, padding 1, dilation 2 taps rows -1 and 1.
+    """
+    i = 0
+    while i < out and i * stride - pad < 0:
+        start = i * stride - pad
+        first = -(start // dilation)  # taps needed to reach row 0: ceil(-start / dilation)
+        if first >= kernel or start + first * dilation >= size:
+            return i
+        i += 1
+    return None
+
+
 def conv_padding(padding, kernel: tuple[int, int], dilation: tuple[int, int],
                  stride: tuple[int, int], fn: str = "conv2d") -> tuple[int, int, int, int]:
     """Normalise ``padding`` to ``(top, bottom, left, right)``.
@@ -102,8 +119,40 @@ def conv_output_shape(input_size, kernel_size, stride=1, padding=0, dilation=1) 
     return out
 
 
+def pool_output_sizes(fn: str, in_size, kernel, stride, padding, dilation, ceil_mode) -> tuple[int, int]:
+    """Checked ``(out_h, out_w)`` of a pooling window (normalised pairs in); raises ValueError naming ``fn``.
+
+    PyTorch's rules: ``padding`` at most half of ``kernel_size`` and no kernel
+    larger than the padded input; beyond PyTorch, no window may consist of
+    padding alone (possible with dilation on small inputs, where PyTorch returns
+    -inf and an index outside the input).
+    """
+    for p, k in zip(padding, kernel):
+        if 2 * p > k:
+            raise ValueError(f"{fn}: `padding` (={p}) must be at most half of `kernel_size` (={k})")
+    out = tuple(pool_output_size(n, k, s, p, d, bool(ceil_mode))
+                for n, k, s, p, d in zip(in_size, kernel, stride, padding, dilation))
+    if min(out) < 1:
+        h, w = in_size
+        raise ValueError(
+            f"{fn}: `kernel_size` {tuple(kernel)} (dilation {tuple(dilation)}) can't be greater than the padded "
+            f"input size ({h + 2 * padding[0]}, {w + 2 * padding[1]})"
+        )
+    for axis, args in enumerate(zip(in_size, kernel, stride, padding, dilation, out)):
+        window = empty_pool_window(*args)
+        if window is not None:
+            raise ValueError(
+                f"{fn}: with `padding` {tuple(padding)} and `dilation` {tuple(dilation)}, pooling window {window} "
+                f"along {'HW'[axis]} covers only padding (input size {tuple(in_size)}); "
+                f"reduce the padding or the dilation"
+            )
+    return out  # type: ignore[return-value]
+
+
 def pool_output_shape(input_size, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False) -> tuple[int, int]:
     """Spatial output size ``(out_h, out_w)`` of max/avg pooling (``stride`` defaults to ``kernel_size``).
+
+    Raises ValueError for the geometries the pooling ops reject (see :func:`pool_output_sizes`).
 
     Example:
         >>> pool_output_shape((3, 3), 2, stride=1)
@@ -112,16 +161,12 @@ def pool_output_shape(input_size, kernel_size, stride=None, padding=0, dilation=
         (3, 3)
     """
     fn = "pool_output_shape"
-    h, w = _size_pair(input_size, fn, "input_size")
+    size = _size_pair(input_size, fn, "input_size")
     kernel = as_pair(kernel_size, fn, "kernel_size", minimum=1)
     stride = kernel if stride is None else as_pair(stride, fn, "stride", minimum=1)
     dilation = as_pair(dilation, fn, "dilation", minimum=1)
     pad = as_pair(padding, fn, "padding", minimum=0)
-    out = tuple(pool_output_size(n, k, s, p, d, bool(ceil_mode))
-                for n, k, s, p, d in zip((h, w), kernel, stride, pad, dilation))
-    if min(out) < 1:
-        raise ValueError(f"{fn}: kernel {kernel} is larger than the padded input ({h + 2 * pad[0]}, {w + 2 * pad[1]})")
-    return out  # type: ignore[return-value]
+    return pool_output_sizes(fn, size, kernel, stride, pad, dilation, ceil_mode)
 
 
 @dataclass(frozen=True)
@@ -220,5 +265,5 @@ def receptive_field(layers, input_size) -> list[ReceptiveFieldRow]:
 
 __all__ = [
     "conv_output_shape", "pool_output_shape", "receptive_field", "ReceptiveFieldRow",
-    "conv_output_size", "pool_output_size", "conv_padding", "as_int",
+    "conv_output_size", "pool_output_size", "empty_pool_window", "pool_output_sizes", "conv_padding", "as_int",
 ]

@@ -58,7 +58,7 @@ def max_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0,
     Pass the ``indices`` from ``max_pool2d(..., return_indices=True)`` to skip recomputing them.
     """
     fn = "max_pool2d_backward"
-    spec = pool_spec(fn, input, kernel_size, stride, padding, dilation, ceil_mode, is_max=True)
+    spec = pool_spec(fn, input, kernel_size, stride, padding, dilation, ceil_mode)
     kernels = _backend.kernels("pool", backend, fn)
     out_shape = spec.x.shape[:2] + spec.out_size
     g = _grad_like(fn, grad_output, out_shape, spec.x.dtype, spec.unbatched)
@@ -89,7 +89,7 @@ def avg_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0,
                         count_include_pad=True, divisor_override=None, *, backend=None):
     """Gradient of :func:`avg_pool2d`: each output's gradient spread evenly over its window."""
     fn = "avg_pool2d_backward"
-    spec = pool_spec(fn, input, kernel_size, stride, padding, 1, ceil_mode, is_max=False)
+    spec = pool_spec(fn, input, kernel_size, stride, padding, 1, ceil_mode)
     g = _grad_like(fn, grad_output, spec.x.shape[:2] + spec.out_size, spec.x.dtype, spec.unbatched)
     kernels = _backend.kernels("pool", backend, fn)
     grad_x = kernels.avg_pool2d_backward(g, spec.x.shape[2:], spec.kernel, spec.stride, spec.padding,

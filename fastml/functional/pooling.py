@@ -7,7 +7,7 @@ import numpy as np
 
 from .. import _backend
 from .._checks import as_float_array, as_int, as_pair, check_ndim, check_nonempty
-from ..shapes import pool_output_size
+from ..shapes import pool_output_sizes
 
 
 def pool_input(fn, input) -> tuple[np.ndarray, bool]:
@@ -32,26 +32,13 @@ class PoolSpec:
     unbatched: bool
 
 
-def pool_spec(fn, input, kernel_size, stride, padding, dilation, ceil_mode, is_max) -> PoolSpec:
+def pool_spec(fn, input, kernel_size, stride, padding, dilation, ceil_mode) -> PoolSpec:
     x, unbatched = pool_input(fn, input)
     kernel = as_pair(kernel_size, fn, "kernel_size", minimum=1)
     stride = kernel if stride is None or stride == () or stride == [] else as_pair(stride, fn, "stride", minimum=1)
     padding = as_pair(padding, fn, "padding", minimum=0)
     dilation = as_pair(dilation, fn, "dilation", minimum=1)
-    for p, k, d in zip(padding, kernel, dilation):
-        # PyTorch: padding at most half of the (effective) kernel, so no window is all padding.
-        k_eff = d * (k - 1) + 1 if is_max else k
-        if 2 * p > k_eff:
-            what = "effective kernel size (dilation*(kernel_size-1)+1)" if is_max and d > 1 else "`kernel_size`"
-            raise ValueError(f"{fn}: `padding` (={p}) must be at most half of {what} (={k_eff})")
-    out_size = tuple(pool_output_size(n, k, s, p, d, bool(ceil_mode))
-                     for n, k, s, p, d in zip(x.shape[2:], kernel, stride, padding, dilation))
-    if min(out_size) < 1:
-        h, w = x.shape[2:]
-        raise ValueError(
-            f"{fn}: `kernel_size` {kernel} (dilation {dilation}) can't be greater than the padded input "
-            f"size ({h + 2 * padding[0]}, {w + 2 * padding[1]})"
-        )
+    out_size = pool_output_sizes(fn, x.shape[2:], kernel, stride, padding, dilation, ceil_mode)
     return PoolSpec(x, kernel, stride, padding, dilation, out_size, unbatched)  # type: ignore[arg-type]
 
 
@@ -81,7 +68,7 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
                [7., 8.]], dtype=float32)
     """
     fn = "max_pool2d"
-    spec = pool_spec(fn, input, kernel_size, stride, padding, dilation, ceil_mode, is_max=True)
+    spec = pool_spec(fn, input, kernel_size, stride, padding, dilation, ceil_mode)
     kernels = _backend.kernels("pool", backend, fn)
     out, indices = kernels.max_pool2d_forward(spec.x, spec.kernel, spec.stride, spec.padding, spec.dilation, spec.out_size)
     out = _squeeze(out, spec.unbatched)
@@ -108,7 +95,7 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
                [5., 6.]], dtype=float32)
     """
     fn = "avg_pool2d"
-    spec = pool_spec(fn, input, kernel_size, stride, padding, 1, ceil_mode, is_max=False)
+    spec = pool_spec(fn, input, kernel_size, stride, padding, 1, ceil_mode)
     divisor = avg_divisor(fn, divisor_override)
     kernels = _backend.kernels("pool", backend, fn)
     out = kernels.avg_pool2d_forward(spec.x, spec.kernel, spec.stride, spec.padding, spec.out_size,
