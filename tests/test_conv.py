@@ -15,6 +15,8 @@ from fastml.shapes import conv_padding
 try:  # PyTorch is a test peer only: the torch comparisons run when it is installed
     import torch
     import torch.nn.functional as TF
+
+    torch.set_num_threads(1)  # tiny shapes; idle spinning torch threads would starve Numba's
 except ImportError:  # pragma: no cover - depends on the environment
     torch = None
 
