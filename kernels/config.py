@@ -10,8 +10,23 @@ Machine of record: 2-core AMD EPYC (AVX2 + FMA), float32, 2 threads; see
 # Users can change it at run time: fastml.kernels.config.CONV_WORKSPACE_BYTES = ...
 CONV_WORKSPACE_BYTES = 64 * 1024 * 1024
 
+# Below this many input channels per group the forward/backward GEMMs run on a
+# lowered (im2col-like) matrix instead of one shifted GEMM per kernel tap.
+CONV_SHIFTED_MIN_CHANNELS = 16
+# Columns (images * phase-plane pixels) per batch tile, to keep the GEMM
+# operands cache-resident.
+CONV_TILE_COLUMNS = 8192
+
+# --- pooling and elementwise (kernels/cpu/pool.py, kernels/cpu/activation.py) ---
+# Pooling kernels split the N*C planes into this many tasks per Numba thread;
+# each task allocates its row scratch once.
+POOL_TASKS_PER_THREAD = 4
 
 # --- recurrent (kernels/cpu/recurrent.py) ------------------------------------
 # Batch size from which the per-step hidden projection h @ W_hh^T goes to BLAS
 # (np.dot inside the compiled loop) instead of the plain compiled loop.
 RECURRENT_BLAS_MIN_BATCH = 8
+# The separable max-pooling kernel keeps flat in-plane indices in int32 scratch
+# (half the vector work of int64); planes of 2**31 elements or more use the
+# direct kernel.
+POOL_INT32_PLANE_LIMIT = 2**31

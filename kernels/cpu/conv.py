@@ -1,123 +1,395 @@
-"""2-D convolution on the CPU: im2col lowering in Numba, GEMM in BLAS.
+"""2-D convolution on the CPU: phase-split input, shifted GEMMs in BLAS.
 
-A tile of images is lowered to columns (C/groups*R*S rows, tile*out_h*out_w
-columns), multiplied by the weight matrix with one BLAS call per group, and
-scattered back to NCHW. The tile size keeps the column buffer under
-``config.CONV_WORKSPACE_BYTES``. Backward reuses the same lowering: grad_weight
-is a GEMM against the columns, grad_input a GEMM followed by col2im.
+The trick (the "padded-width" formulation): pad a tile of images and split it
+into its ``sh*sw`` stride phases, ``xp[c, ph, pw, n, a, b] = x_pad[n, c, a*sh + ph,
+b*sw + pw]``, every phase plane flattened to ``Hq*Wq`` columns and the tile's
+images laid side by side. Output position ``(n, i, j)`` becomes column
+``q = n*Hq*Wq + i*Wq + j``, and kernel tap ``(r, s)`` reads phase
+``(r*dh % sh, s*dw % sw)`` at column ``q + (r*dh // sh)*Wq + (s*dw // sw)``: a
+*contiguous* column slice of that phase. So the convolution is R*S GEMMs
+``ext += W_rs @ xp[:, phase_rs, off_rs : off_rs + L]`` (beta = 1, leading
+dimensions instead of copies), with no im2col at all. Columns ``j >= out_w``
+(and rows ``i >= out_h``) of ``ext`` are garbage and are dropped when ``ext``
+is scattered to NCHW. Two variants:
+
+* ``shifted``: one GEMM per tap and group, reduction length C/groups. No
+  lowering; best when C/groups is large (conv c, d, e).
+* ``lowered``: copy the R*S shifted slices into ``col`` (C/groups*R*S rows,
+  each a plain memcpy) and run one GEMM per group; best for small C (conv a, b),
+  where a reduction of C/groups would starve BLAS.
+
+Backward uses the same layout: grad_output is gathered into ``gext`` (zeros in
+the garbage columns), grad_weight is ``gext @ xp_slice.T`` per tap (or
+``gext @ col.T``), grad_input is ``W_rs.T @ gext`` added into the matching
+slice of a phase-split buffer (or ``W.T @ gext`` then col2im), then
+un-split. All loops are serial Numba; the only parallelism is BLAS's own
+threads (mixing a prange region with BLAS calls thrashes the 2 cores, see
+ANCHORS.md). BLAS is reached through Numba's own ``numba_xxgemm`` helper
+(SciPy's cython_blas underneath), resolved by symbol name, so ``cache=True``
+keeps working. The batch is tiled so the scratch buffers of one call stay
+under ``config.CONV_WORKSPACE_BYTES`` (read at call time).
 """
 from __future__ import annotations
 
 import numpy as np
+from numba import types
+from numba.extending import overload
+from numba.np.linalg import ensure_blas
 
 from .. import config
 from .._jit import njit
 
+ensure_blas()
+
+# ---------------------------------------------------------------------------
+# GEMM on raw (pointer, leading dimension) operands, row-major semantics.
+
+
+def _xxgemm_signature(dtype):
+    ptr = types.CPointer(dtype)
+    return types.intc(types.char, types.char, types.char, types.intp, types.intp, types.intp,
+                      ptr, ptr, types.intp, ptr, types.intp, ptr, ptr, types.intp)
+
+
+_XXGEMM = {
+    types.float32: (ord("s"), types.ExternalFunction("numba_xxgemm", _xxgemm_signature(types.float32))),
+    types.float64: (ord("d"), types.ExternalFunction("numba_xxgemm", _xxgemm_signature(types.float64))),
+}
+_N = ord("n")
+_T = ord("t")
+
+
+def _gemm(trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc):
+    """Row-major ``C(m, n) = op(A) @ op(B) + beta*C``; a, b, c are 1-D views starting at the operands."""
+
+
+@overload(_gemm)
+def _gemm_impl(trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc):
+    kind, xxgemm = _XXGEMM[a.dtype]
+
+    def impl(trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc):
+        one = np.ones(1, a.dtype)
+        beta_slot = np.full(1, beta, a.dtype)
+        # Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T, and a
+        # row-major matrix read column-major is its transpose: swap the operands.
+        xxgemm(kind, trans_b, trans_a, n, m, k, one.ctypes, b.ctypes, ldb, a.ctypes, lda,
+               beta_slot.ctypes, c.ctypes, ldc)
+
+    return impl
+
+
+# ---------------------------------------------------------------------------
+# Layout helpers (serial; memory-bound copies).
+
 
 @njit
-def _im2col(x, n0, n1, c0, c_count, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, col):
-    """col[(c*kh + r)*kw + s, (n-n0)*oh*ow + i*ow + j] = x_pad[n, c0+c, i*sh + r*dh, j*sw + s*dw]."""
-    height, width = x.shape[2], x.shape[3]
-    plane = oh * ow
+def _split_phases(x, n0, n1, pt, pl, sh, sw, hq, wq, xp):
+    """xp[c, (ph*sw + pw)*tile + n - n0, a*wq + b] = x_pad[n, c, a*sh + ph, b*sw + pw] (zeros outside x)."""
+    channels, height, width = x.shape[1], x.shape[2], x.shape[3]
+    tile = xp.shape[1] // (sh * sw)
     zero = x.dtype.type(0)
+    for c in range(channels):
+        for ph in range(sh):
+            for pw in range(sw):
+                for n in range(n0, n1):
+                    plane = xp[c, (ph * sw + pw) * tile + n - n0]
+                    for a in range(hq):
+                        h = a * sh + ph - pt
+                        row = a * wq
+                        if h < 0 or h >= height:
+                            for b in range(wq):
+                                plane[row + b] = zero
+                            continue
+                        if sw == 1:
+                            # the common case: a shifted memcpy with zero margins
+                            for b in range(wq):
+                                w = b - pl
+                                plane[row + b] = x[n, c, h, w] if 0 <= w < width else zero
+                        else:
+                            for b in range(wq):
+                                w = b * sw + pw - pl
+                                plane[row + b] = x[n, c, h, w] if 0 <= w < width else zero
+
+
+@njit
+def _merge_phases(dxp, n0, n1, pt, pl, sh, sw, wq, grad_x):
+    """Adjoint of _split_phases restricted to the real pixels: grad_x[n, c, h, w] = dxp[...]."""
+    channels, height, width = grad_x.shape[1], grad_x.shape[2], grad_x.shape[3]
+    tile = dxp.shape[1] // (sh * sw)
+    for c in range(channels):
+        for n in range(n0, n1):
+            for h in range(height):
+                hp = h + pt
+                ph, a = hp % sh, hp // sh
+                for w in range(width):
+                    wp = w + pl
+                    pw, b = wp % sw, wp // sw
+                    grad_x[n, c, h, w] = dxp[c, (ph * sw + pw) * tile + n - n0, a * wq + b]
+
+
+@njit
+def _scatter_out(ext, n0, n1, hq, wq, k0, bias, has_bias, out):
+    """out[n, k0 + k, i, j] = ext[k, (n - n0)*hq*wq + i*wq + j] (+ bias)."""
+    k_count = ext.shape[0]
+    oh, ow = out.shape[2], out.shape[3]
+    plane = hq * wq
+    zero = out.dtype.type(0)
+    for n in range(n0, n1):
+        base = (n - n0) * plane
+        for k in range(k_count):
+            shift = bias[k0 + k] if has_bias else zero
+            for i in range(oh):
+                at = base + i * wq
+                for j in range(ow):
+                    out[n, k0 + k, i, j] = ext[k, at + j] + shift
+
+
+@njit
+def _gather_grad(grad_out, n0, n1, hq, wq, k0, gext):
+    """gext[k, (n - n0)*hq*wq + i*wq + j] = grad_out[n, k0 + k, i, j]; zeros in the garbage columns."""
+    k_count = gext.shape[0]
+    oh, ow = grad_out.shape[2], grad_out.shape[3]
+    plane = hq * wq
+    zero = gext.dtype.type(0)
+    for k in range(k_count):
+        for n in range(n0, n1):
+            base = (n - n0) * plane
+            for i in range(hq):
+                at = base + i * wq
+                if i >= oh:
+                    for j in range(wq):
+                        gext[k, at + j] = zero
+                    continue
+                for j in range(ow):
+                    gext[k, at + j] = grad_out[n, k0 + k, i, j]
+                for j in range(ow, wq):
+                    gext[k, at + j] = zero
+
+
+@njit
+def _tap(r, s, sh, sw, dh, dw, wq, tile, hq):
+    """(first row of the tap's phase block in xp, column offset) of kernel tap (r, s)."""
+    ph, pw = (r * dh) % sh, (s * dw) % sw
+    return (ph * sw + pw) * tile, ((r * dh) // sh) * wq + (s * dw) // sw
+
+
+@njit
+def _lower(xp, c0, c_count, kh, kw, sh, sw, dh, dw, hq, wq, width, col):
+    """col[(c*kh + r)*kw + s, :width] = xp row c0 + c, phase of (r, s), shifted by the tap's offset."""
+    tile = xp.shape[1] // (sh * sw)
+    flat = xp.reshape(xp.shape[0], xp.shape[1] * xp.shape[2])
     for c in range(c_count):
         for r in range(kh):
             for s in range(kw):
-                row = (c * kh + r) * kw + s
-                for n in range(n0, n1):
-                    base = (n - n0) * plane
-                    for i in range(oh):
-                        h = i * sh - pt + r * dh
-                        at = base + i * ow
-                        if h < 0 or h >= height:
-                            for j in range(ow):
-                                col[row, at + j] = zero
-                            continue
-                        for j in range(ow):
-                            w = j * sw - pl + s * dw
-                            col[row, at + j] = x[n, c0 + c, h, w] if 0 <= w < width else zero
+                block, off = _tap(r, s, sh, sw, dh, dw, wq, tile, hq)
+                start = block * hq * wq + off
+                col[(c * kh + r) * kw + s, :width] = flat[c0 + c, start:start + width]
 
 
 @njit
-def _col2im(col, n0, n1, c0, c_count, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, grad_x):
-    """Adjoint of _im2col: add each column entry back to the input pixel it came from."""
-    height, width = grad_x.shape[2], grad_x.shape[3]
-    plane = oh * ow
-    for n in range(n0, n1):
-        base = (n - n0) * plane
-        for c in range(c_count):
-            for r in range(kh):
-                for s in range(kw):
-                    row = (c * kh + r) * kw + s
-                    for i in range(oh):
-                        h = i * sh - pt + r * dh
-                        if h < 0 or h >= height:
-                            continue
-                        at = base + i * ow
-                        for j in range(ow):
-                            w = j * sw - pl + s * dw
-                            if 0 <= w < width:
-                                grad_x[n, c0 + c, h, w] += col[row, at + j]
+def _unlower_add(dcol, c0, c_count, kh, kw, sh, sw, dh, dw, hq, wq, width, dxp):
+    """Adjoint of _lower: add each row of dcol into the slice of dxp it was copied from."""
+    tile = dxp.shape[1] // (sh * sw)
+    flat = dxp.reshape(dxp.shape[0], dxp.shape[1] * dxp.shape[2])
+    for c in range(c_count):
+        for r in range(kh):
+            for s in range(kw):
+                block, off = _tap(r, s, sh, sw, dh, dw, wq, tile, hq)
+                start = block * hq * wq + off
+                row = (c * kh + r) * kw + s
+                for q in range(width):
+                    flat[c0 + c, start + q] += dcol[row, q]
 
 
-def _tile(n, rows, plane, itemsize):
-    """Images per tile so that the column buffer stays under the workspace cap (at least 1)."""
-    per_image = rows * plane * itemsize
-    return int(max(1, min(n, config.CONV_WORKSPACE_BYTES // max(per_image, 1))))
+# ---------------------------------------------------------------------------
+# Drivers: one compiled function per direction, the tile loop inside.
+
+
+@njit
+def _forward(x, weight, wtap, bias, has_bias, sh, sw, pt, pl, dh, dw, groups, hq, wq, tile, lowered, out):
+    n = x.shape[0]
+    channels = x.shape[1]
+    k_out, c_group, kh, kw = weight.shape
+    k_group = k_out // groups
+    phases = sh * sw
+    plane = hq * wq
+    rows = c_group * kh * kw
+    xp = np.empty((channels, phases * tile, plane), x.dtype)
+    ext = np.empty((k_group, tile * plane), x.dtype)
+    col = np.empty((rows if lowered else 0, tile * plane), x.dtype)
+    w2d = weight.reshape(k_out, rows)
+    wflat = wtap.reshape(wtap.size)
+    ld_x = phases * tile * plane
+    ld_ext = tile * plane
+    xflat = xp.reshape(xp.size)
+    eflat = ext.reshape(ext.size)
+    for n0 in range(0, n, tile):
+        n1 = min(n, n0 + tile)
+        # the last valid column + 1: images before the last one are whole planes
+        width = (n1 - n0 - 1) * plane + (out.shape[2] - 1) * wq + out.shape[3]
+        _split_phases(x, n0, n1, pt, pl, sh, sw, hq, wq, xp)
+        for g in range(groups):
+            if lowered:
+                _lower(xp, g * c_group, c_group, kh, kw, sh, sw, dh, dw, hq, wq, width, col)
+                _gemm(_N, _N, k_group, width, rows, w2d.reshape(w2d.size)[g * k_group * rows:], rows,
+                      col.reshape(col.size), ld_ext, 0.0, eflat, ld_ext)
+            else:
+                for r in range(kh):
+                    for s in range(kw):
+                        block, off = _tap(r, s, sh, sw, dh, dw, wq, tile, hq)
+                        a_at = ((r * kw + s) * k_out + g * k_group) * c_group
+                        b_at = g * c_group * ld_x + block * plane + off
+                        _gemm(_N, _N, k_group, width, c_group, wflat[a_at:], c_group,
+                              xflat[b_at:], ld_x, 0.0 if (r == 0 and s == 0) else 1.0, eflat, ld_ext)
+            _scatter_out(ext, n0, n1, hq, wq, g * k_group, bias, has_bias, out)
+
+
+@njit
+def _backward(grad_out, x, weight, wtap, sh, sw, pt, pl, dh, dw, groups, hq, wq, tile, lowered,
+              need_input, need_weight, grad_x, grad_wtap, grad_w2d):
+    n = x.shape[0]
+    channels = x.shape[1]
+    k_out, c_group, kh, kw = weight.shape
+    k_group = k_out // groups
+    oh, ow = grad_out.shape[2], grad_out.shape[3]
+    phases = sh * sw
+    plane = hq * wq
+    rows = c_group * kh * kw
+    xp = np.empty((channels if need_weight else 0, phases * tile, plane), x.dtype)
+    dxp = np.empty((channels if need_input else 0, phases * tile, plane), x.dtype)
+    gext = np.empty((k_group, tile * plane), x.dtype)
+    col = np.empty((rows if lowered else 0, tile * plane), x.dtype)
+    w2d = weight.reshape(k_out, rows)
+    wflat = wtap.reshape(wtap.size)
+    gwflat = grad_wtap.reshape(grad_wtap.size)
+    ld_x = phases * tile * plane
+    ld_ext = tile * plane
+    xflat = xp.reshape(xp.size)
+    dxflat = dxp.reshape(dxp.size)
+    gflat = gext.reshape(gext.size)
+    for n0 in range(0, n, tile):
+        n1 = min(n, n0 + tile)
+        width = (n1 - n0 - 1) * plane + (oh - 1) * wq + ow
+        if need_weight:
+            _split_phases(x, n0, n1, pt, pl, sh, sw, hq, wq, xp)
+        if need_input:
+            dxp[:] = 0
+        for g in range(groups):
+            _gather_grad(grad_out, n0, n1, hq, wq, g * k_group, gext)
+            if lowered:
+                if need_weight:
+                    _lower(xp, g * c_group, c_group, kh, kw, sh, sw, dh, dw, hq, wq, width, col)
+                    # grad_w[g] (k_group, rows) += gext (k_group, width) @ col.T
+                    _gemm(_N, _T, k_group, rows, width, gflat, ld_ext, col.reshape(col.size), ld_ext,
+                          1.0, grad_w2d.reshape(w2d.size)[g * k_group * rows:], rows)
+                if need_input:
+                    # dcol (rows, width) = w[g].T @ gext
+                    _gemm(_T, _N, rows, width, k_group, w2d.reshape(w2d.size)[g * k_group * rows:], rows,
+                          gflat, ld_ext, 0.0, col.reshape(col.size), ld_ext)
+                    _unlower_add(col, g * c_group, c_group, kh, kw, sh, sw, dh, dw, hq, wq, width, dxp)
+            else:
+                for r in range(kh):
+                    for s in range(kw):
+                        block, off = _tap(r, s, sh, sw, dh, dw, wq, tile, hq)
+                        a_at = ((r * kw + s) * k_out + g * k_group) * c_group
+                        b_at = g * c_group * ld_x + block * plane + off
+                        if need_weight:
+                            # grad_w_rs (k_group, c_group) += gext @ xp_slice.T
+                            _gemm(_N, _T, k_group, c_group, width, gflat, ld_ext, xflat[b_at:], ld_x,
+                                  1.0, gwflat[a_at:], c_group)
+                        if need_input:
+                            # dxp_slice (c_group, width) += w_rs.T @ gext
+                            _gemm(_T, _N, c_group, width, k_group, wflat[a_at:], c_group, gflat, ld_ext,
+                                  1.0, dxflat[b_at:], ld_x)
+        if need_input:
+            _merge_phases(dxp, n0, n1, pt, pl, sh, sw, wq, grad_x)
+
+
+@njit
+def _bias_grad(grad_out, grad_b):
+    n, k_out, oh, ow = grad_out.shape
+    for k in range(k_out):
+        total = grad_out.dtype.type(0)
+        for i in range(n):
+            for p in range(oh):
+                for q in range(ow):
+                    total += grad_out[i, k, p, q]
+        grad_b[k] = total
+
+
+# ---------------------------------------------------------------------------
+# Python-level planning: geometry, algorithm choice, batch tile.
+
+
+def _phase_geometry(x_shape, stride, padding):
+    (sh, sw), (pt, pb, pl, pr) = stride, padding
+    hp, wp = x_shape[2] + pt + pb, x_shape[3] + pl + pr
+    return -(-hp // sh), -(-wp // sw)
+
+
+def _use_lowered(c_group, kh, kw):
+    return c_group < config.CONV_SHIFTED_MIN_CHANNELS
+
+
+def _plan(x, weight, stride, padding, buffers_per_column):
+    """(hq, wq, tile): phase-plane size and images per tile under the workspace cap."""
+    n = x.shape[0]
+    hq, wq = _phase_geometry(x.shape, stride, padding)
+    per_image = buffers_per_column * hq * wq * x.itemsize
+    by_memory = config.CONV_WORKSPACE_BYTES // max(per_image, 1)
+    by_cache = max(1, config.CONV_TILE_COLUMNS // (hq * wq))
+    return hq, wq, int(max(1, min(n, by_memory, by_cache)))
+
+
+def _taps(weight):
+    """weight (K, Cg, R, S) -> (R*S, K, Cg): the A operand of each tap's GEMM, contiguous."""
+    return np.ascontiguousarray(weight.transpose(2, 3, 0, 1))
 
 
 def conv2d_forward(x, weight, bias, stride, padding, dilation, groups, out_size):
-    n = x.shape[0]
     k_out, c_group, kh, kw = weight.shape
-    k_group = k_out // groups
-    (sh, sw), (pt, _, pl, _), (dh, dw), (oh, ow) = stride, padding, dilation, out_size
-    plane = oh * ow
-    rows = c_group * kh * kw
-    tile = _tile(n, rows, plane, x.itemsize)
-    out = np.empty((n, k_out, oh, ow), dtype=x.dtype)
-    col = np.empty((rows, tile * plane), dtype=x.dtype)
-    w2d = weight.reshape(k_out, rows)
-    for n0 in range(0, n, tile):
-        n1 = min(n, n0 + tile)
-        width = (n1 - n0) * plane
-        for g in range(groups):
-            _im2col(x, n0, n1, g * c_group, c_group, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, col)
-            product = w2d[g * k_group:(g + 1) * k_group] @ col[:, :width]
-            out[n0:n1, g * k_group:(g + 1) * k_group] = (
-                product.reshape(k_group, n1 - n0, oh, ow).transpose(1, 0, 2, 3))
-    if bias is not None:
-        out += bias[None, :, None, None]
+    (sh, sw), (pt, _, pl, _), (dh, dw) = stride, padding, dilation
+    lowered = _use_lowered(c_group, kh, kw)
+    phases = sh * sw
+    columns = x.shape[1] * phases + k_out // groups + (c_group * kh * kw if lowered else 0)
+    hq, wq, tile = _plan(x, weight, stride, padding, columns)
+    out = np.empty((x.shape[0], k_out) + tuple(out_size), dtype=x.dtype)
+    has_bias = bias is not None
+    bias_arr = bias if has_bias else np.zeros(0, dtype=x.dtype)
+    wtap = weight if lowered else _taps(weight)
+    _forward(x, weight, wtap, bias_arr, has_bias, sh, sw, pt, pl, dh, dw, groups, hq, wq, tile, lowered, out)
     return out
 
 
 def conv2d_backward(grad_out, x, weight, stride, padding, dilation, groups,
                     need_input=True, need_weight=True, need_bias=True):
-    n = x.shape[0]
     k_out, c_group, kh, kw = weight.shape
-    k_group = k_out // groups
     (sh, sw), (pt, _, pl, _), (dh, dw) = stride, padding, dilation
-    oh, ow = grad_out.shape[2:]
-    plane = oh * ow
-    rows = c_group * kh * kw
-    tile = _tile(n, rows, plane, x.itemsize)
-    w2d = weight.reshape(k_out, rows)
-    grad_x = np.zeros_like(x) if need_input else None
-    grad_w = np.zeros((k_out, rows), dtype=x.dtype) if need_weight else None
-    col = np.empty((rows, tile * plane), dtype=x.dtype)
-    for n0 in range(0, n, tile):
-        n1 = min(n, n0 + tile)
-        width = (n1 - n0) * plane
-        for g in range(groups):
-            outputs = slice(g * k_group, (g + 1) * k_group)
-            # (k_group, tile*plane), images side by side like the columns
-            g2d = grad_out[n0:n1, outputs].transpose(1, 0, 2, 3).reshape(k_group, width)
-            if need_weight:
-                _im2col(x, n0, n1, g * c_group, c_group, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, col)
-                grad_w[outputs] += g2d @ col[:, :width].T
-            if need_input:
-                dcol = w2d[outputs].T @ g2d
-                _col2im(dcol, n0, n1, g * c_group, c_group, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, grad_x)
-    grad_b = grad_out.sum(axis=(0, 2, 3)) if need_bias else None
-    if grad_w is not None:
-        grad_w = grad_w.reshape(weight.shape)
-    return grad_x, grad_w, grad_b
+    grad_b = None
+    if need_bias:
+        grad_b = np.empty(k_out, dtype=x.dtype)
+        _bias_grad(grad_out, grad_b)
+    if not (need_input or need_weight):
+        return None, None, grad_b
+    lowered = _use_lowered(c_group, kh, kw)
+    phases = sh * sw
+    columns = (x.shape[1] * phases * (int(need_input) + int(need_weight)) + k_out // groups
+               + (c_group * kh * kw if lowered else 0))
+    hq, wq, tile = _plan(x, weight, stride, padding, columns)
+    grad_x = np.empty_like(x) if need_input else np.empty((0, 0, 0, 0), x.dtype)
+    empty4 = np.empty((0, 0, 0, 0), x.dtype)
+    if lowered:
+        grad_w2d = np.zeros((k_out, c_group * kh * kw), x.dtype) if need_weight else np.empty((0, 0), x.dtype)
+        grad_wtap = empty4
+        wtap = weight
+    else:
+        grad_w2d = np.empty((0, 0), x.dtype)
+        grad_wtap = np.zeros((kh, kw, k_out, c_group), x.dtype) if need_weight else empty4
+        wtap = _taps(weight)
+    _backward(grad_out, x, weight, wtap, sh, sw, pt, pl, dh, dw, groups, hq, wq, tile, lowered,
+              need_input, need_weight, grad_x, grad_wtap, grad_w2d)
+    grad_w = None
+    if need_weight:
+        grad_w = (grad_w2d.reshape(weight.shape) if lowered
+                  else np.ascontiguousarray(grad_wtap.transpose(2, 3, 0, 1)))
+    return (grad_x if need_input else None), grad_w, grad_b
