@@ -12,10 +12,15 @@ from .. import _backend
 from .._checks import as_float_array, as_int, check_nonempty
 
 
+def contiguous(x: np.ndarray) -> np.ndarray:
+    """C-contiguous ``x``, keeping 0-D arrays 0-D (np.ascontiguousarray makes them shape (1,))."""
+    return x if x.flags.c_contiguous else np.ascontiguousarray(x)
+
+
 def float_input(fn, input, name="input") -> np.ndarray:
     x = as_float_array(input, fn, name)
     check_nonempty(x, fn, name)
-    return np.ascontiguousarray(x)
+    return contiguous(x)
 
 
 def _elementwise(fn, op, input, backend):
@@ -41,18 +46,23 @@ def tanh(input, *, backend=None):
 
 def identity(input, *, backend=None):
     """The notes' "linear" activation f(x) = x (returns the validated input unchanged)."""
-    return float_input("identity", input)
+    x = float_input("identity", input)
+    _backend.resolve(backend, "identity")  # no kernel, but a bad backend name is still an error
+    return x
 
 
 def normalize_dim(fn, dim, ndim) -> int:
     dim = as_int(dim, fn, "dim")
-    if not -ndim <= dim < ndim:
-        raise ValueError(f"{fn}: `dim` must be in [{-ndim}, {ndim - 1}] for a {ndim}-D input, got {dim}")
-    return dim % ndim
+    span = max(ndim, 1)  # like torch, a 0-D input accepts dim 0 and -1
+    if not -span <= dim < span:
+        raise ValueError(f"{fn}: `dim` must be in [{-span}, {span - 1}] for a {ndim}-D input, got {dim}")
+    return dim % span
 
 
 def rows_along(x, dim):
     """View ``x`` as a contiguous (rows, x.shape[dim]) array with ``dim`` last, and how to undo it."""
+    if x.ndim == 0:
+        return x.reshape(1, 1), (lambda out: out.reshape(()))
     moved = np.moveaxis(x, dim, -1)
     rows = np.ascontiguousarray(moved).reshape(-1, x.shape[dim])
     return rows, (lambda out: np.moveaxis(out.reshape(moved.shape), -1, dim))
@@ -61,7 +71,7 @@ def rows_along(x, dim):
 def _along_dim(fn, op, input, dim, backend):
     x = float_input(fn, input)
     rows, restore = rows_along(x, normalize_dim(fn, dim, x.ndim))
-    return np.ascontiguousarray(restore(getattr(_backend.kernels("activation", backend, fn), op)(rows)))
+    return contiguous(restore(getattr(_backend.kernels("activation", backend, fn), op)(rows)))
 
 
 def softmax(input, dim=-1, *, backend=None):

@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import _backend
 from .._checks import as_float_array, check_same_dtype
-from .activation import float_input, normalize_dim, rows_along
+from .activation import contiguous, float_input, normalize_dim, rows_along
 from .conv import conv_spec
 from .linear import linear_args
 from .pooling import adaptive_output_size, avg_divisor, pool_input, pool_spec
@@ -165,7 +165,9 @@ def tanh_backward(grad_output, output, *, backend=None):
 
 def identity_backward(grad_output, *, backend=None):
     """The gradient passes through unchanged."""
-    return float_input("identity_backward", grad_output, "grad_output")
+    g = float_input("identity_backward", grad_output, "grad_output")
+    _backend.resolve(backend, "identity_backward")  # no kernel, but a bad backend name is still an error
+    return g
 
 
 def _along_dim_backward(fn, op, grad_output, output, dim, backend):
@@ -175,7 +177,7 @@ def _along_dim_backward(fn, op, grad_output, output, dim, backend):
     g_rows, _ = rows_along(g, dim)
     y_rows, restore = rows_along(y, dim)
     out = getattr(_backend.kernels("activation", backend, fn), op)(g_rows, y_rows)
-    return np.ascontiguousarray(restore(out))
+    return contiguous(restore(out))
 
 
 def softmax_backward(grad_output, output, dim=-1, *, backend=None):
