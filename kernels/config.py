@@ -30,3 +30,9 @@ RECURRENT_BLAS_MIN_BATCH = 8
 # (half the vector work of int64); planes of 2**31 elements or more use the
 # direct kernel.
 POOL_INT32_PLANE_LIMIT = 2**31
+# Forward with at most this many input channels per group runs the direct
+# (no-BLAS, prange over images) kernel, if the batch has at least
+# CONV_DIRECT_MIN_IMAGES images and the multiply-adds are under CONV_DIRECT_MAX_WORK.
+CONV_DIRECT_MAX_CHANNELS = 4
+CONV_DIRECT_MIN_IMAGES = 2
+CONV_DIRECT_MAX_WORK = 10**18
