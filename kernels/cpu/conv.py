@@ -32,7 +32,7 @@ under ``config.CONV_WORKSPACE_BYTES`` (read at call time).
 from __future__ import annotations
 
 import numpy as np
-from numba import types
+from numba import prange, types
 from numba.extending import overload
 from numba.np.linalg import ensure_blas
 
@@ -202,6 +202,90 @@ def _unlower_add(dcol, c0, c_count, kh, kw, sh, sw, dh, dw, hq, wq, width, dxp):
 
 
 # ---------------------------------------------------------------------------
+# Direct kernel for few input channels (conv a, b): no BLAS, prange over images.
+#
+# Per image the input is zero-padded (and phase-split) into ``xp`` and two
+# output channels are accumulated at a time over the padded-width plane
+# ``ext[q], q = i*wq + j``: for each input channel and kernel row, all S taps
+# of the row are summed in one pass over the contiguous plane, so each store
+# of ``ext`` carries 2*S FMAs and the inner loop is FMA-bound, not store-bound.
+# ``contract`` lets LLVM fuse the multiply-adds (no NaN/Inf assumptions).
+
+
+@njit(fastmath={"contract"})
+def _row_taps(e0, e1, xrow, off, step, width, w0, w1, kw):
+    """e0[q] += sum_s w0[s] * xrow[off + s*step + q] (and e1 with w1), for q < width."""
+    if kw == 3:
+        a0, a1, a2 = w0[0], w0[1], w0[2]
+        b0, b1, b2 = w1[0], w1[1], w1[2]
+        o1, o2 = off + step, off + 2 * step
+        for q in range(width):
+            v0, v1, v2 = xrow[off + q], xrow[o1 + q], xrow[o2 + q]
+            e0[q] += a0 * v0 + a1 * v1 + a2 * v2
+            e1[q] += b0 * v0 + b1 * v1 + b2 * v2
+    elif kw == 5:
+        a0, a1, a2, a3, a4 = w0[0], w0[1], w0[2], w0[3], w0[4]
+        b0, b1, b2, b3, b4 = w1[0], w1[1], w1[2], w1[3], w1[4]
+        o1, o2, o3, o4 = off + step, off + 2 * step, off + 3 * step, off + 4 * step
+        for q in range(width):
+            v0, v1, v2, v3, v4 = xrow[off + q], xrow[o1 + q], xrow[o2 + q], xrow[o3 + q], xrow[o4 + q]
+            e0[q] += a0 * v0 + a1 * v1 + a2 * v2 + a3 * v3 + a4 * v4
+            e1[q] += b0 * v0 + b1 * v1 + b2 * v2 + b3 * v3 + b4 * v4
+    else:
+        for s in range(kw):
+            a, b = w0[s], w1[s]
+            o = off + s * step
+            for q in range(width):
+                v = xrow[o + q]
+                e0[q] += a * v
+                e1[q] += b * v
+
+
+@njit(parallel=True)
+def _direct_forward(x, weight, bias, has_bias, sh, sw, pt, pl, dh, dw, groups, hq, wq, out):
+    n, channels = x.shape[0], x.shape[1]
+    k_out, c_group, kh, kw = weight.shape
+    k_group = k_out // groups
+    oh, ow = out.shape[2], out.shape[3]
+    plane = hq * wq
+    width = (oh - 1) * wq + ow
+    zero = x.dtype.type(0)
+    for image in prange(n):
+        xp = np.empty((channels, sh * sw, plane), x.dtype)
+        _split_phases(x[image:image + 1], 0, 1, pt, pl, sh, sw, hq, wq, xp)
+        ext = np.empty((2, width), x.dtype)
+        for pair in range(groups * ((k_group + 1) // 2)):
+            g = pair // ((k_group + 1) // 2)
+            k = g * k_group + 2 * (pair % ((k_group + 1) // 2))
+            # an odd last channel of a group pairs with itself; the copy is discarded
+            k1 = min(k + 1, (g + 1) * k_group - 1)
+            ext[:] = zero
+            for c in range(c_group):
+                for r in range(kh):
+                    phase_r, row_r = (r * dh) % sh, (r * dh) // sh
+                    for pw in range(sw):
+                        # the taps s of this kernel row that fall in column phase pw
+                        s0 = 0
+                        while s0 < kw and (s0 * dw) % sw != pw:
+                            s0 += 1
+                        if s0 >= kw:
+                            continue
+                        step_s = 1
+                        while (step_s * dw) % sw != 0:
+                            step_s += 1
+                        count = (kw - s0 + step_s - 1) // step_s
+                        xrow = xp[g * c_group + c, phase_r * sw + pw]
+                        off = row_r * wq + (s0 * dw) // sw
+                        _row_taps(ext[0], ext[1], xrow, off, (step_s * dw) // sw, width,
+                                  weight[k, c, r, s0::step_s], weight[k1, c, r, s0::step_s], count)
+            for kk in range(2 if k1 != k else 1):
+                shift = bias[k + kk] if has_bias else zero
+                for i in range(oh):
+                    for j in range(ow):
+                        out[image, k + kk, i, j] = ext[kk, i * wq + j] + shift
+
+
+# ---------------------------------------------------------------------------
 # Drivers: one compiled function per direction, the tile loop inside.
 
 
@@ -346,16 +430,30 @@ def _taps(weight):
     return np.ascontiguousarray(weight.transpose(2, 3, 0, 1))
 
 
+def _use_direct(x, weight, out_size):
+    """Few input channels per group, and enough images to keep every thread busy."""
+    n = x.shape[0]
+    c_group = weight.shape[1]
+    work = n * weight.shape[0] * c_group * weight.shape[2] * weight.shape[3] * out_size[0] * out_size[1]
+    return (c_group <= config.CONV_DIRECT_MAX_CHANNELS and n >= config.CONV_DIRECT_MIN_IMAGES
+            and work <= config.CONV_DIRECT_MAX_WORK)
+
+
 def conv2d_forward(x, weight, bias, stride, padding, dilation, groups, out_size):
     k_out, c_group, kh, kw = weight.shape
     (sh, sw), (pt, _, pl, _), (dh, dw) = stride, padding, dilation
+    has_bias = bias is not None
+    bias_arr = bias if has_bias else np.zeros(0, dtype=x.dtype)
+    if _use_direct(x, weight, out_size):
+        hq, wq = _phase_geometry(x.shape, stride, padding)
+        out = np.empty((x.shape[0], k_out) + tuple(out_size), dtype=x.dtype)
+        _direct_forward(x, weight, bias_arr, has_bias, sh, sw, pt, pl, dh, dw, groups, hq, wq, out)
+        return out
     lowered = _use_lowered(c_group, kh, kw)
     phases = sh * sw
     columns = x.shape[1] * phases + k_out // groups + (c_group * kh * kw if lowered else 0)
     hq, wq, tile = _plan(x, weight, stride, padding, columns)
     out = np.empty((x.shape[0], k_out) + tuple(out_size), dtype=x.dtype)
-    has_bias = bias is not None
-    bias_arr = bias if has_bias else np.zeros(0, dtype=x.dtype)
     wtap = weight if lowered else _taps(weight)
     _forward(x, weight, wtap, bias_arr, has_bias, sh, sw, pt, pl, dh, dw, groups, hq, wq, tile, lowered, out)
     return out
