@@ -18,7 +18,8 @@ def as_float_array(value, fn: str, name: str = "input") -> np.ndarray:
 
     Lists and other array-likes are converted with ``np.asarray``; Python
     floats become float64 like NumPy does. Integer, bool, complex, float16 and
-    object arrays are rejected rather than silently converted.
+    object arrays are rejected rather than silently converted (TypeError);
+    ragged nested sequences are a ValueError, as in NumPy and torch.
     """
     if isinstance(value, np.ndarray):
         array = value
@@ -27,8 +28,10 @@ def as_float_array(value, fn: str, name: str = "input") -> np.ndarray:
             raise TypeError(f"{fn}: `{name}` must be an array, got {type(value).__name__}")
         try:
             array = np.asarray(value)
-        except (ValueError, TypeError) as exc:  # ragged nested lists
-            raise TypeError(f"{fn}: `{name}` must be a rectangular numeric array ({exc})") from None
+        except ValueError as exc:  # ragged nested lists: a bad value (shape), as NumPy and torch say
+            raise ValueError(f"{fn}: `{name}` must be a rectangular numeric array, got a ragged sequence ({exc})") from None
+        except TypeError as exc:
+            raise TypeError(f"{fn}: `{name}` must be a numeric array ({exc})") from None
     if array.dtype not in FLOAT_DTYPES:
         raise TypeError(
             f"{fn}: `{name}` must have dtype float32 or float64, got {array.dtype}"

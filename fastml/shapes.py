@@ -78,7 +78,7 @@ def conv_padding(padding, kernel: tuple[int, int], dilation: tuple[int, int],
             return (0, 0, 0, 0)
         if padding == "same":
             if stride != (1, 1):
-                raise ValueError(f"{fn}: `padding`='same' requires stride 1, got stride {stride}")
+                raise ValueError(f"{fn}: `padding`='same' requires `stride` 1, got {stride}")
             pads = []
             for k, d in zip(kernel, dilation):
                 total = d * (k - 1)

@@ -45,6 +45,8 @@ def conv_spec(fn, input, weight, bias, stride, padding, dilation, groups) -> Con
     check_nonempty(weight, fn, "weight")
     groups = as_int(groups, fn, "groups", minimum=1)
     k_out, c_group = weight.shape[:2]
+    if x.shape[1] % groups:
+        raise ValueError(f"{fn}: `groups` (={groups}) must divide the input's channels (={x.shape[1]})")
     if x.shape[1] != c_group * groups:
         raise ValueError(
             f"{fn}: `in_channels` of input (={x.shape[1]}) must equal weight.shape[1]*groups (={c_group * groups})"
@@ -66,8 +68,8 @@ def conv_spec(fn, input, weight, bias, stride, padding, dilation, groups) -> Con
                 conv_output_size(w, kernel[1], stride[1], pads[2] + pads[3], dilation[1]))
     if min(out_size) < 1:
         raise ValueError(
-            f"{fn}: kernel size {tuple(kernel)} with dilation {dilation} can't be greater than the padded "
-            f"input size ({h + pads[0] + pads[1]}, {w + pads[2] + pads[3]})"
+            f"{fn}: kernel size of `weight` {tuple(kernel)} with `dilation` {dilation} can't be greater than "
+            f"the padded `input` size ({h + pads[0] + pads[1]}, {w + pads[2] + pads[3]})"
         )
     return ConvSpec(np.ascontiguousarray(x), np.ascontiguousarray(weight), bias, stride, pads, dilation,
                     groups, out_size, unbatched)
