@@ -299,13 +299,13 @@ def _row_add(x, p, h, out, i, sw, off, j0, j1):
     """out[p, i, j] += x[p, h, j*sw + off] for j in [j0, j1)."""
     if sw == 1:
         for j in range(j0, j1):
-            out[p, i, j] += x[p, h, j + off]
+            out[p, i, _u(j)] += x[p, h, _u(j + off)]
     elif sw == 2:
         for j in range(j0, j1):
-            out[p, i, j] += x[p, h, 2 * j + off]
+            out[p, i, _u(j)] += x[p, h, _u(2 * j + off)]
     else:
         for j in range(j0, j1):
-            out[p, i, j] += x[p, h, sw * j + off]
+            out[p, i, _u(j)] += x[p, h, _u(sw * j + off)]
 
 
 @njit(inline="always")
@@ -313,13 +313,13 @@ def _row_spread(share, grad_x, p, h, sw, off, j0, j1):
     """grad_x[p, h, j*sw + off] += share[j] for j in [j0, j1)."""
     if sw == 1:
         for j in range(j0, j1):
-            grad_x[p, h, j + off] += share[j]
+            grad_x[p, h, _u(j + off)] += share[_u(j)]
     elif sw == 2:
         for j in range(j0, j1):
-            grad_x[p, h, 2 * j + off] += share[j]
+            grad_x[p, h, _u(2 * j + off)] += share[_u(j)]
     else:
         for j in range(j0, j1):
-            grad_x[p, h, sw * j + off] += share[j]
+            grad_x[p, h, _u(sw * j + off)] += share[_u(j)]
 
 
 @njit(inline="always")
@@ -387,6 +387,47 @@ def _avg_pool_backward(g, kh, kw, sh, sw, ph, pw, count_include_pad, divisor, gr
                         off = b - pw
                         j0, j1 = _valid_outputs(width, ow, sw, off)
                         _row_spread(share, grad_x, p, h, sw, off, j0, j1)
+
+
+@njit(parallel=True)
+def _avg_pool_2x2(x, width, oh, ow, divisor, out, tasks):
+    """2x2 windows, stride 2, no padding, all in bounds; the sum in PyTorch's order."""
+    planes = x.shape[0]
+    d = x.dtype.type(divisor)
+    for t in prange(tasks):
+        for p in range(t * planes // tasks, (t + 1) * planes // tasks):
+            for i in range(oh):
+                r0 = 2 * i * width
+                r1 = r0 + width
+                m0 = i * ow
+                for j in range(ow):
+                    total = x[p, _u(r0 + 2 * j)] + x[p, _u(r0 + 2 * j + 1)]
+                    total = (total + x[p, _u(r1 + 2 * j)]) + x[p, _u(r1 + 2 * j + 1)]
+                    out[p, _u(m0 + j)] = total / d
+
+
+@njit(parallel=True)
+def _avg_pool_2x2_backward(g, height, width, divisor, grad_x, tasks):
+    """Each input of a 2x2 stride-2 window gets g / divisor: written, not accumulated."""
+    planes, oh, ow = g.shape
+    d = g.dtype.type(divisor)
+    zero = g.dtype.type(0)
+    for t in prange(tasks):
+        for p in range(t * planes // tasks, (t + 1) * planes // tasks):
+            for i in range(oh):
+                r0 = 2 * i * width
+                r1 = r0 + width
+                for j in range(ow):
+                    share = g[p, i, _u(j)] / d
+                    grad_x[p, _u(r0 + 2 * j)] = share
+                    grad_x[p, _u(r0 + 2 * j + 1)] = share
+                    grad_x[p, _u(r1 + 2 * j)] = share
+                    grad_x[p, _u(r1 + 2 * j + 1)] = share
+                for w in range(2 * ow, width):
+                    grad_x[p, r0 + w] = zero
+                    grad_x[p, r1 + w] = zero
+            for k in range(2 * oh * width, height * width):
+                grad_x[p, k] = zero
 
 
 # ----------------------------------------------------------- adaptive pooling
@@ -528,19 +569,40 @@ def max_pool2d_backward(grad_out, indices, in_size):
     return grad_x.reshape((n, c) + tuple(in_size))
 
 
-def avg_pool2d_forward(x, kernel, stride, padding, out_size, count_include_pad, divisor):
-    n, c = x.shape[:2]
-    out = np.empty((n, c) + tuple(out_size), dtype=x.dtype)
-    _avg_pool(_planes(x), *kernel, *stride, *padding, count_include_pad, divisor, _planes(out),
-              _tasks(x))
+def avg_pool2d_algorithm(x_shape, kernel, stride, padding, out_size) -> str:
+    """Which average-pooling kernel runs: "window2x2" or "rows"."""
+    height, width = x_shape[-2:]
+    if (tuple(kernel) == (2, 2) and tuple(stride) == (2, 2) and tuple(padding) == (0, 0)
+            and 2 * out_size[0] <= height and 2 * out_size[1] <= width):
+        return "window2x2"
+    return "rows"
+
+
+def avg_pool2d_forward(x, kernel, stride, padding, out_size, count_include_pad, divisor, *, algorithm=None):
+    n, c, height, width = x.shape
+    oh, ow = out_size
+    out = np.empty((n, c, oh, ow), dtype=x.dtype)
+    algorithm = algorithm or avg_pool2d_algorithm(x.shape, kernel, stride, padding, out_size)
+    if algorithm == "window2x2":
+        # No padding and whole windows: PyTorch's divisor is 4 either way.
+        _avg_pool_2x2(x.reshape(n * c, height * width), width, oh, ow, divisor or 4,
+                      out.reshape(n * c, oh * ow), _tasks(x))
+    else:
+        _avg_pool(_planes(x), *kernel, *stride, *padding, count_include_pad, divisor, _planes(out), _tasks(x))
     return out
 
 
-def avg_pool2d_backward(grad_out, in_size, kernel, stride, padding, count_include_pad, divisor):
+def avg_pool2d_backward(grad_out, in_size, kernel, stride, padding, count_include_pad, divisor, *, algorithm=None):
     n, c = grad_out.shape[:2]
-    grad_x = np.empty((n, c) + tuple(in_size), dtype=grad_out.dtype)
-    _avg_pool_backward(_planes(grad_out), *kernel, *stride, *padding, count_include_pad, divisor,
-                       _planes(grad_x), _tasks(grad_x))
+    height, width = in_size
+    grad_x = np.empty((n, c, height, width), dtype=grad_out.dtype)
+    algorithm = algorithm or avg_pool2d_algorithm(in_size, kernel, stride, padding, grad_out.shape[2:])
+    if algorithm == "window2x2":
+        _avg_pool_2x2_backward(_planes(grad_out), height, width, divisor or 4,
+                               grad_x.reshape(n * c, height * width), _tasks(grad_x))
+    else:
+        _avg_pool_backward(_planes(grad_out), *kernel, *stride, *padding, count_include_pad, divisor,
+                           _planes(grad_x), _tasks(grad_x))
     return grad_x
 
 
