@@ -185,7 +185,7 @@ class ReceptiveFieldRow:
 
 
 def _layer_geometry(layer):
-    """(name, kernel, stride, padding, dilation, ceil_mode) of a conv/pool layer description.
+    """(name, kernel, stride, (top, bottom, left, right) padding, dilation, ceil_mode) of a conv/pool layer.
 
     Accepts dicts ``{"kernel_size": 3, "stride": 1, "padding": 1, "dilation": 1}``,
     tuples ``(kernel_size, stride, padding[, dilation])`` and layer objects with
@@ -193,6 +193,8 @@ def _layer_geometry(layer):
     (activations, dropout, ...) return None and do not change the geometry.
     """
     if isinstance(layer, dict):
+        if "kernel_size" not in layer:
+            return None
         get = layer.get
         name = layer.get("name", "layer")
     elif isinstance(layer, (tuple, list)):
@@ -209,12 +211,9 @@ def _layer_geometry(layer):
     stride = get("stride", 1)
     stride = kernel if stride is None else as_pair(stride, fn, "stride", minimum=1)
     dilation = as_pair(get("dilation", 1) or 1, fn, "dilation", minimum=1)
-    padding = get("padding", 0)
-    if isinstance(padding, str):
-        pt, _, pl, _ = conv_padding(padding, kernel, dilation, stride, fn)
-        padding = (pt, pl)
-    padding = as_pair(padding, fn, "padding", minimum=0)
-    return name, kernel, stride, padding, dilation, bool(get("ceil_mode", False))
+    # (top, bottom, left, right): "same" with an even kernel pads one more row/column at the end
+    pads = conv_padding(get("padding", 0), kernel, dilation, stride, fn)
+    return name, kernel, stride, pads, dilation, bool(get("ceil_mode", False))
 
 
 def receptive_field(layers, input_size) -> list[ReceptiveFieldRow]:
@@ -229,9 +228,11 @@ def receptive_field(layers, input_size) -> list[ReceptiveFieldRow]:
 
     Args:
         layers: a sequence of layers (objects with ``kernel_size``/``stride``/
-            ``padding``/``dilation``, dicts with those keys, or tuples
-            ``(kernel_size, stride, padding[, dilation])``). Layers without a
-            kernel are skipped.
+            ``padding``/``dilation``/``ceil_mode``, dicts with those keys, or tuples
+            ``(kernel_size, stride, padding[, dilation])``; a stride of None means
+            the kernel size, as for pooling). Layers (or dicts) without a
+            ``kernel_size`` are skipped. ``padding="same"`` with an even kernel
+            pads one more row/column after the input, as PyTorch does.
         input_size: ``H``, ``(H, W)`` or ``(N, C, H, W)``.
 
     Returns:
@@ -249,10 +250,15 @@ def receptive_field(layers, input_size) -> list[ReceptiveFieldRow]:
         geometry = _layer_geometry(layer)
         if geometry is None:
             continue
-        name, kernel, stride, padding, dilation, ceil_mode = geometry
+        name, kernel, stride, pads, dilation, ceil_mode = geometry
+        padding = (pads[0], pads[2])  # before the first row / column: where output 0 starts
         k_eff = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
-        new_size = tuple(pool_output_size(n, k, s, p, d, ceil_mode)
-                         for n, k, s, p, d in zip(size, kernel, stride, padding, dilation))
+        if ceil_mode:  # pooling: symmetric padding
+            new_size = tuple(pool_output_size(n, k, s, p, d, True)
+                             for n, k, s, p, d in zip(size, kernel, stride, padding, dilation))
+        else:
+            new_size = tuple(conv_output_size(n, k, s, total, d)
+                             for n, k, s, total, d in zip(size, kernel, stride, (pads[0] + pads[1], pads[2] + pads[3]), dilation))
         if min(new_size) < 1:
             raise ValueError(f"receptive_field: layer {index} ({name}) has a kernel larger than its padded input {size}")
         rf = tuple(r + (k - 1) * j for r, k, j in zip(rf, k_eff, jump))
