@@ -36,3 +36,7 @@ POOL_INT32_PLANE_LIMIT = 2**31
 CONV_DIRECT_MAX_CHANNELS = 4
 CONV_DIRECT_MIN_IMAGES = 2
 CONV_DIRECT_MAX_WORK = 10**18
+# The GEMM drivers run whole tiles on prange workers (BLAS single-threaded
+# inside) when every thread gets at least this many images; else one tile
+# loop with BLAS's own threads (conv e, N=1).
+CONV_PARALLEL_MIN_IMAGES_PER_THREAD = 1

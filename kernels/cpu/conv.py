@@ -32,6 +32,7 @@ under ``config.CONV_WORKSPACE_BYTES`` (read at call time).
 from __future__ import annotations
 
 import numpy as np
+import numba
 from numba import prange, types
 from numba.extending import overload
 from numba.np.linalg import ensure_blas
@@ -286,107 +287,168 @@ def _direct_forward(x, weight, bias, has_bias, sh, sw, pt, pl, dh, dw, groups, h
 
 
 # ---------------------------------------------------------------------------
-# Drivers: one compiled function per direction, the tile loop inside.
+# GEMM drivers. One tile of images at a time; ``*_serial`` runs every tile on
+# the calling thread with BLAS's own threads, ``*_parallel`` hands whole tiles
+# to prange workers (each with private buffers and single-threaded BLAS).
 
 
 @njit
-def _forward(x, weight, wtap, bias, has_bias, sh, sw, pt, pl, dh, dw, groups, hq, wq, tile, lowered, out):
-    n = x.shape[0]
-    channels = x.shape[1]
+def _forward_tile(x, weight, wtap, bias, has_bias, sh, sw, pt, pl, dh, dw, groups, hq, wq, lowered,
+                  n0, n1, xp, ext, col, out):
     k_out, c_group, kh, kw = weight.shape
     k_group = k_out // groups
-    phases = sh * sw
     plane = hq * wq
     rows = c_group * kh * kw
-    xp = np.empty((channels, phases * tile, plane), x.dtype)
-    ext = np.empty((k_group, tile * plane), x.dtype)
-    col = np.empty((rows if lowered else 0, tile * plane), x.dtype)
-    w2d = weight.reshape(k_out, rows)
+    ld_x = xp.shape[1] * plane
+    ld_ext = ext.shape[1]
+    tile = xp.shape[1] // (sh * sw)
     wflat = wtap.reshape(wtap.size)
-    ld_x = phases * tile * plane
-    ld_ext = tile * plane
     xflat = xp.reshape(xp.size)
     eflat = ext.reshape(ext.size)
-    for n0 in range(0, n, tile):
-        n1 = min(n, n0 + tile)
-        # the last valid column + 1: images before the last one are whole planes
-        width = (n1 - n0 - 1) * plane + (out.shape[2] - 1) * wq + out.shape[3]
-        _split_phases(x, n0, n1, pt, pl, sh, sw, hq, wq, xp)
-        for g in range(groups):
-            if lowered:
-                _lower(xp, g * c_group, c_group, kh, kw, sh, sw, dh, dw, hq, wq, width, col)
-                _gemm(_N, _N, k_group, width, rows, w2d.reshape(w2d.size)[g * k_group * rows:], rows,
-                      col.reshape(col.size), ld_ext, 0.0, eflat, ld_ext)
-            else:
-                for r in range(kh):
-                    for s in range(kw):
-                        block, off = _tap(r, s, sh, sw, dh, dw, wq, tile, hq)
-                        a_at = ((r * kw + s) * k_out + g * k_group) * c_group
-                        b_at = g * c_group * ld_x + block * plane + off
-                        _gemm(_N, _N, k_group, width, c_group, wflat[a_at:], c_group,
-                              xflat[b_at:], ld_x, 0.0 if (r == 0 and s == 0) else 1.0, eflat, ld_ext)
-            _scatter_out(ext, n0, n1, hq, wq, g * k_group, bias, has_bias, out)
+    # the last valid column + 1: images before the last one are whole planes
+    width = (n1 - n0 - 1) * plane + (out.shape[2] - 1) * wq + out.shape[3]
+    _split_phases(x, n0, n1, pt, pl, sh, sw, hq, wq, xp)
+    for g in range(groups):
+        if lowered:
+            _lower(xp, g * c_group, c_group, kh, kw, sh, sw, dh, dw, hq, wq, width, col)
+            _gemm(_N, _N, k_group, width, rows, wflat[g * k_group * rows:], rows,
+                  col.reshape(col.size), ld_ext, 0.0, eflat, ld_ext)
+        else:
+            for r in range(kh):
+                for s in range(kw):
+                    block, off = _tap(r, s, sh, sw, dh, dw, wq, tile, hq)
+                    a_at = ((r * kw + s) * k_out + g * k_group) * c_group
+                    b_at = g * c_group * ld_x + block * plane + off
+                    _gemm(_N, _N, k_group, width, c_group, wflat[a_at:], c_group,
+                          xflat[b_at:], ld_x, 0.0 if (r == 0 and s == 0) else 1.0, eflat, ld_ext)
+        _scatter_out(ext, n0, n1, hq, wq, g * k_group, bias, has_bias, out)
 
 
 @njit
-def _backward(grad_out, x, weight, wtap, sh, sw, pt, pl, dh, dw, groups, hq, wq, tile, lowered,
-              need_input, need_weight, grad_x, grad_wtap, grad_w2d):
+def _forward_buffers(x, weight, hq, wq, tile, groups, sh, sw, lowered):
+    k_out, c_group, kh, kw = weight.shape
+    plane = hq * wq
+    xp = np.empty((x.shape[1], sh * sw * tile, plane), x.dtype)
+    ext = np.empty((k_out // groups, tile * plane), x.dtype)
+    col = np.empty((c_group * kh * kw if lowered else 0, tile * plane), x.dtype)
+    return xp, ext, col
+
+
+@njit
+def _forward_serial(x, weight, wtap, bias, has_bias, sh, sw, pt, pl, dh, dw, groups, hq, wq, tile, lowered, out):
+    xp, ext, col = _forward_buffers(x, weight, hq, wq, tile, groups, sh, sw, lowered)
+    for n0 in range(0, x.shape[0], tile):
+        _forward_tile(x, weight, wtap, bias, has_bias, sh, sw, pt, pl, dh, dw, groups, hq, wq, lowered,
+                      n0, min(x.shape[0], n0 + tile), xp, ext, col, out)
+
+
+@njit(parallel=True)
+def _forward_parallel(x, weight, wtap, bias, has_bias, sh, sw, pt, pl, dh, dw, groups, hq, wq, tile, lowered,
+                      workers, out):
     n = x.shape[0]
-    channels = x.shape[1]
+    for w in prange(workers):
+        worker = np.int64(w)  # prange indices may be unsigned; keep the arithmetic signed
+        # an even share of images per worker, cut into tiles
+        first, last = worker * n // workers, (worker + 1) * n // workers
+        xp, ext, col = _forward_buffers(x, weight, hq, wq, tile, groups, sh, sw, lowered)
+        for n0 in range(first, last, tile):
+            _forward_tile(x, weight, wtap, bias, has_bias, sh, sw, pt, pl, dh, dw, groups, hq, wq, lowered,
+                          n0, min(last, n0 + tile), xp, ext, col, out)
+
+
+@njit
+def _backward_tile(grad_out, x, weight, wtap, sh, sw, pt, pl, dh, dw, groups, hq, wq, lowered,
+                   need_input, need_weight, n0, n1, xp, dxp, gext, col, grad_x, grad_wtap, grad_w2d):
     k_out, c_group, kh, kw = weight.shape
     k_group = k_out // groups
     oh, ow = grad_out.shape[2], grad_out.shape[3]
-    phases = sh * sw
     plane = hq * wq
     rows = c_group * kh * kw
-    xp = np.empty((channels if need_weight else 0, phases * tile, plane), x.dtype)
-    dxp = np.empty((channels if need_input else 0, phases * tile, plane), x.dtype)
-    gext = np.empty((k_group, tile * plane), x.dtype)
-    col = np.empty((rows if lowered else 0, tile * plane), x.dtype)
-    w2d = weight.reshape(k_out, rows)
+    tile = gext.shape[1] // plane
+    ld_x = sh * sw * tile * plane
+    ld_ext = gext.shape[1]
     wflat = wtap.reshape(wtap.size)
     gwflat = grad_wtap.reshape(grad_wtap.size)
-    ld_x = phases * tile * plane
-    ld_ext = tile * plane
+    gw2flat = grad_w2d.reshape(grad_w2d.size)
     xflat = xp.reshape(xp.size)
     dxflat = dxp.reshape(dxp.size)
     gflat = gext.reshape(gext.size)
-    for n0 in range(0, n, tile):
-        n1 = min(n, n0 + tile)
-        width = (n1 - n0 - 1) * plane + (oh - 1) * wq + ow
-        if need_weight:
-            _split_phases(x, n0, n1, pt, pl, sh, sw, hq, wq, xp)
-        if need_input:
-            dxp[:] = 0
-        for g in range(groups):
-            _gather_grad(grad_out, n0, n1, hq, wq, g * k_group, gext)
-            if lowered:
-                if need_weight:
-                    _lower(xp, g * c_group, c_group, kh, kw, sh, sw, dh, dw, hq, wq, width, col)
-                    # grad_w[g] (k_group, rows) += gext (k_group, width) @ col.T
-                    _gemm(_N, _T, k_group, rows, width, gflat, ld_ext, col.reshape(col.size), ld_ext,
-                          1.0, grad_w2d.reshape(w2d.size)[g * k_group * rows:], rows)
-                if need_input:
-                    # dcol (rows, width) = w[g].T @ gext
-                    _gemm(_T, _N, rows, width, k_group, w2d.reshape(w2d.size)[g * k_group * rows:], rows,
-                          gflat, ld_ext, 0.0, col.reshape(col.size), ld_ext)
-                    _unlower_add(col, g * c_group, c_group, kh, kw, sh, sw, dh, dw, hq, wq, width, dxp)
-            else:
-                for r in range(kh):
-                    for s in range(kw):
-                        block, off = _tap(r, s, sh, sw, dh, dw, wq, tile, hq)
-                        a_at = ((r * kw + s) * k_out + g * k_group) * c_group
-                        b_at = g * c_group * ld_x + block * plane + off
-                        if need_weight:
-                            # grad_w_rs (k_group, c_group) += gext @ xp_slice.T
-                            _gemm(_N, _T, k_group, c_group, width, gflat, ld_ext, xflat[b_at:], ld_x,
-                                  1.0, gwflat[a_at:], c_group)
-                        if need_input:
-                            # dxp_slice (c_group, width) += w_rs.T @ gext
-                            _gemm(_T, _N, c_group, width, k_group, wflat[a_at:], c_group, gflat, ld_ext,
-                                  1.0, dxflat[b_at:], ld_x)
-        if need_input:
-            _merge_phases(dxp, n0, n1, pt, pl, sh, sw, wq, grad_x)
+    cflat = col.reshape(col.size)
+    width = (n1 - n0 - 1) * plane + (oh - 1) * wq + ow
+    if need_weight:
+        _split_phases(x, n0, n1, pt, pl, sh, sw, hq, wq, xp)
+    if need_input:
+        dxp[:] = 0
+    for g in range(groups):
+        _gather_grad(grad_out, n0, n1, hq, wq, g * k_group, gext)
+        if lowered:
+            if need_weight:
+                _lower(xp, g * c_group, c_group, kh, kw, sh, sw, dh, dw, hq, wq, width, col)
+                # grad_w[g] (k_group, rows) += gext (k_group, width) @ col.T
+                _gemm(_N, _T, k_group, rows, width, gflat, ld_ext, cflat, ld_ext,
+                      1.0, gw2flat[g * k_group * rows:], rows)
+            if need_input:
+                # dcol (rows, width) = w[g].T @ gext
+                _gemm(_T, _N, rows, width, k_group, wflat[g * k_group * rows:], rows,
+                      gflat, ld_ext, 0.0, cflat, ld_ext)
+                _unlower_add(col, g * c_group, c_group, kh, kw, sh, sw, dh, dw, hq, wq, width, dxp)
+        else:
+            for r in range(kh):
+                for s in range(kw):
+                    block, off = _tap(r, s, sh, sw, dh, dw, wq, tile, hq)
+                    a_at = ((r * kw + s) * k_out + g * k_group) * c_group
+                    b_at = g * c_group * ld_x + block * plane + off
+                    if need_weight:
+                        # grad_w_rs (k_group, c_group) += gext @ xp_slice.T
+                        _gemm(_N, _T, k_group, c_group, width, gflat, ld_ext, xflat[b_at:], ld_x,
+                              1.0, gwflat[a_at:], c_group)
+                    if need_input:
+                        # dxp_slice (c_group, width) += w_rs.T @ gext
+                        _gemm(_T, _N, c_group, width, k_group, wflat[a_at:], c_group, gflat, ld_ext,
+                              1.0, dxflat[b_at:], ld_x)
+    if need_input:
+        _merge_phases(dxp, n0, n1, pt, pl, sh, sw, wq, grad_x)
+
+
+@njit
+def _backward_buffers(x, weight, hq, wq, tile, groups, sh, sw, lowered, need_input, need_weight):
+    k_out, c_group, kh, kw = weight.shape
+    plane = hq * wq
+    channels = x.shape[1]
+    xp = np.empty((channels if need_weight else 0, sh * sw * tile, plane), x.dtype)
+    dxp = np.empty((channels if need_input else 0, sh * sw * tile, plane), x.dtype)
+    gext = np.empty((k_out // groups, tile * plane), x.dtype)
+    col = np.empty((c_group * kh * kw if lowered else 0, tile * plane), x.dtype)
+    return xp, dxp, gext, col
+
+
+@njit
+def _backward_serial(grad_out, x, weight, wtap, sh, sw, pt, pl, dh, dw, groups, hq, wq, tile, lowered,
+                     need_input, need_weight, grad_x, grad_wtap, grad_w2d):
+    xp, dxp, gext, col = _backward_buffers(x, weight, hq, wq, tile, groups, sh, sw, lowered,
+                                           need_input, need_weight)
+    for n0 in range(0, x.shape[0], tile):
+        _backward_tile(grad_out, x, weight, wtap, sh, sw, pt, pl, dh, dw, groups, hq, wq, lowered,
+                       need_input, need_weight, n0, min(x.shape[0], n0 + tile), xp, dxp, gext, col,
+                       grad_x, grad_wtap, grad_w2d)
+
+
+@njit(parallel=True)
+def _backward_parallel(grad_out, x, weight, wtap, sh, sw, pt, pl, dh, dw, groups, hq, wq, tile, lowered,
+                       need_input, need_weight, workers, grad_x, grad_wtap, grad_w2d):
+    """grad_wtap / grad_w2d carry a leading worker axis: private accumulators, summed by the caller."""
+    n = x.shape[0]
+    for w in prange(workers):
+        worker = np.int64(w)  # prange indices may be unsigned; keep the arithmetic signed
+        first, last = worker * n // workers, (worker + 1) * n // workers
+        xp, dxp, gext, col = _backward_buffers(x, weight, hq, wq, tile, groups, sh, sw, lowered,
+                                               need_input, need_weight)
+        gw_tap = grad_wtap[min(worker, grad_wtap.shape[0] - 1)]
+        gw_2d = grad_w2d[min(worker, grad_w2d.shape[0] - 1)]
+        for n0 in range(first, last, tile):
+            _backward_tile(grad_out, x, weight, wtap, sh, sw, pt, pl, dh, dw, groups, hq, wq, lowered,
+                           need_input, need_weight, n0, min(last, n0 + tile), xp, dxp, gext, col,
+                           grad_x, gw_tap, gw_2d)
 
 
 @njit
@@ -402,7 +464,64 @@ def _bias_grad(grad_out, grad_b):
 
 
 # ---------------------------------------------------------------------------
-# Python-level planning: geometry, algorithm choice, batch tile.
+# Python-level planning: geometry, algorithm choice, batch tile, BLAS threads.
+
+
+class _BlasThreads:
+    """Set the thread count of the OpenBLAS behind scipy.linalg.cython_blas (what numba_xxgemm calls).
+
+    The parallel drivers call BLAS from every prange worker; with OpenBLAS
+    itself multi-threaded that would run 2x2 threads on 2 cores. Found by
+    symbol in SciPy's bundled OpenBLAS; when it isn't there (another BLAS),
+    the serial drivers with BLAS's own threading are used instead.
+    """
+
+    def __init__(self):
+        self.get = self.set = None
+        import ctypes
+        import glob
+        import os
+
+        import scipy
+
+        libs = os.path.join(os.path.dirname(os.path.dirname(scipy.__file__)), "scipy.libs")
+        for path in sorted(glob.glob(os.path.join(libs, "*openblas*"))):
+            try:
+                lib = ctypes.CDLL(path)
+            except OSError:
+                continue
+            for prefix in ("scipy_openblas", "openblas"):
+                getter = getattr(lib, prefix + "_get_num_threads", None)
+                setter = getattr(lib, prefix + "_set_num_threads", None)
+                if getter is not None and setter is not None:
+                    getter.restype, setter.argtypes = ctypes.c_int, [ctypes.c_int]
+                    self.get, self.set = getter, setter
+                    return
+
+    @property
+    def available(self):
+        return self.set is not None
+
+
+_BLAS_THREADS = None
+
+
+def _blas_threads():
+    global _BLAS_THREADS
+    if _BLAS_THREADS is None:
+        _BLAS_THREADS = _BlasThreads()
+    return _BLAS_THREADS
+
+
+def _run_parallel(driver, *args):
+    """Run a prange driver with BLAS single-threaded inside it (one kind of parallelism at a time)."""
+    blas = _blas_threads()
+    before = blas.get()
+    blas.set(1)
+    try:
+        driver(*args)
+    finally:
+        blas.set(before)
 
 
 def _phase_geometry(x_shape, stride, padding):
@@ -411,16 +530,24 @@ def _phase_geometry(x_shape, stride, padding):
     return -(-hp // sh), -(-wp // sw)
 
 
-def _use_lowered(c_group, kh, kw):
+def _use_lowered(c_group):
     return c_group < config.CONV_SHIFTED_MIN_CHANNELS
 
 
-def _plan(x, weight, stride, padding, buffers_per_column):
-    """(hq, wq, tile): phase-plane size and images per tile under the workspace cap."""
-    n = x.shape[0]
+def _workers(n):
+    """prange workers for the GEMM drivers: 1 (serial driver, threaded BLAS) unless every worker gets images."""
+    threads = numba.get_num_threads()
+    if threads < 2 or n < threads * config.CONV_PARALLEL_MIN_IMAGES_PER_THREAD or not _blas_threads().available:
+        return 1
+    return threads
+
+
+def _plan(x, weight, stride, padding, buffers_per_column, workers=1):
+    """(hq, wq, tile): phase-plane size and images per tile, all workers' buffers under the workspace cap."""
+    n = -(-x.shape[0] // workers)
     hq, wq = _phase_geometry(x.shape, stride, padding)
     per_image = buffers_per_column * hq * wq * x.itemsize
-    by_memory = config.CONV_WORKSPACE_BYTES // max(per_image, 1)
+    by_memory = config.CONV_WORKSPACE_BYTES // workers // max(per_image, 1)
     by_cache = max(1, config.CONV_TILE_COLUMNS // (hq * wq))
     return hq, wq, int(max(1, min(n, by_memory, by_cache)))
 
@@ -444,18 +571,21 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups, out_size)
     (sh, sw), (pt, _, pl, _), (dh, dw) = stride, padding, dilation
     has_bias = bias is not None
     bias_arr = bias if has_bias else np.zeros(0, dtype=x.dtype)
+    out = np.empty((x.shape[0], k_out) + tuple(out_size), dtype=x.dtype)
     if _use_direct(x, weight, out_size):
         hq, wq = _phase_geometry(x.shape, stride, padding)
-        out = np.empty((x.shape[0], k_out) + tuple(out_size), dtype=x.dtype)
         _direct_forward(x, weight, bias_arr, has_bias, sh, sw, pt, pl, dh, dw, groups, hq, wq, out)
         return out
-    lowered = _use_lowered(c_group, kh, kw)
-    phases = sh * sw
-    columns = x.shape[1] * phases + k_out // groups + (c_group * kh * kw if lowered else 0)
-    hq, wq, tile = _plan(x, weight, stride, padding, columns)
-    out = np.empty((x.shape[0], k_out) + tuple(out_size), dtype=x.dtype)
+    lowered = _use_lowered(c_group)
+    columns = x.shape[1] * sh * sw + k_out // groups + (c_group * kh * kw if lowered else 0)
+    workers = _workers(x.shape[0])
+    hq, wq, tile = _plan(x, weight, stride, padding, columns, workers)
     wtap = weight if lowered else _taps(weight)
-    _forward(x, weight, wtap, bias_arr, has_bias, sh, sw, pt, pl, dh, dw, groups, hq, wq, tile, lowered, out)
+    args = (x, weight, wtap, bias_arr, has_bias, sh, sw, pt, pl, dh, dw, groups, hq, wq, tile, lowered)
+    if workers > 1:
+        _run_parallel(_forward_parallel, *args, workers, out)
+    else:
+        _forward_serial(*args, out)
     return out
 
 
@@ -469,25 +599,27 @@ def conv2d_backward(grad_out, x, weight, stride, padding, dilation, groups,
         _bias_grad(grad_out, grad_b)
     if not (need_input or need_weight):
         return None, None, grad_b
-    lowered = _use_lowered(c_group, kh, kw)
-    phases = sh * sw
-    columns = (x.shape[1] * phases * (int(need_input) + int(need_weight)) + k_out // groups
+    lowered = _use_lowered(c_group)
+    columns = (x.shape[1] * sh * sw * (int(need_input) + int(need_weight)) + k_out // groups
                + (c_group * kh * kw if lowered else 0))
-    hq, wq, tile = _plan(x, weight, stride, padding, columns)
+    workers = _workers(x.shape[0])
+    hq, wq, tile = _plan(x, weight, stride, padding, columns, workers)
     grad_x = np.empty_like(x) if need_input else np.empty((0, 0, 0, 0), x.dtype)
-    empty4 = np.empty((0, 0, 0, 0), x.dtype)
-    if lowered:
-        grad_w2d = np.zeros((k_out, c_group * kh * kw), x.dtype) if need_weight else np.empty((0, 0), x.dtype)
-        grad_wtap = empty4
-        wtap = weight
+    # weight-gradient accumulators, one per worker (summed below), in the layout of each algorithm
+    rows = c_group * kh * kw
+    acc = workers if need_weight else 1
+    grad_w2d = np.zeros((acc, k_out, rows) if (lowered and need_weight) else (1, 0, 0), x.dtype)
+    grad_wtap = np.zeros((acc, kh, kw, k_out, c_group) if (need_weight and not lowered) else (1, 0, 0, 0, 0),
+                         x.dtype)
+    wtap = weight if lowered else _taps(weight)
+    args = (grad_out, x, weight, wtap, sh, sw, pt, pl, dh, dw, groups, hq, wq, tile, lowered,
+            need_input, need_weight)
+    if workers > 1:
+        _run_parallel(_backward_parallel, *args, workers, grad_x, grad_wtap, grad_w2d)
     else:
-        grad_w2d = np.empty((0, 0), x.dtype)
-        grad_wtap = np.zeros((kh, kw, k_out, c_group), x.dtype) if need_weight else empty4
-        wtap = _taps(weight)
-    _backward(grad_out, x, weight, wtap, sh, sw, pt, pl, dh, dw, groups, hq, wq, tile, lowered,
-              need_input, need_weight, grad_x, grad_wtap, grad_w2d)
+        _backward_serial(*args, grad_x, grad_wtap[0], grad_w2d[0])
     grad_w = None
     if need_weight:
-        grad_w = (grad_w2d.reshape(weight.shape) if lowered
-                  else np.ascontiguousarray(grad_wtap.transpose(2, 3, 0, 1)))
+        grad_w = (grad_w2d.sum(axis=0).reshape(weight.shape) if lowered
+                  else np.ascontiguousarray(grad_wtap.sum(axis=0).transpose(2, 3, 0, 1)))
     return (grad_x if need_input else None), grad_w, grad_b

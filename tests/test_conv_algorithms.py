@@ -1,0 +1,153 @@
+"""Every algorithm and fast path of the CPU conv2d kernel against the reference backend.
+
+The CPU kernel picks its algorithm from thresholds in ``kernels/config.py``;
+here each one is forced through those thresholds (monkeypatched), including
+the batch tiling under a tiny workspace cap, and compared with
+``kernels/reference/conv.py`` on forward and all three gradients.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from _compare import assert_close
+
+from fastml.kernels import config
+from fastml.kernels.cpu import conv as cpu_conv
+from fastml.kernels.reference import conv as ref_conv
+from fastml.shapes import conv_output_size
+
+# name -> config overrides that force it
+ALGORITHMS = {
+    "auto": {},
+    "shifted": {"CONV_SHIFTED_MIN_CHANNELS": 1, "CONV_DIRECT_MAX_CHANNELS": 0},
+    "lowered": {"CONV_SHIFTED_MIN_CHANNELS": 10**9, "CONV_DIRECT_MAX_CHANNELS": 0},
+    "direct": {"CONV_DIRECT_MAX_CHANNELS": 10**9, "CONV_DIRECT_MAX_WORK": 10**18},
+    # one image per tile: the workspace cap is far below one image's buffers
+    "shifted-tile1": {"CONV_SHIFTED_MIN_CHANNELS": 1, "CONV_DIRECT_MAX_CHANNELS": 0, "CONV_WORKSPACE_BYTES": 1},
+    "lowered-tile1": {"CONV_SHIFTED_MIN_CHANNELS": 10**9, "CONV_DIRECT_MAX_CHANNELS": 0, "CONV_WORKSPACE_BYTES": 1},
+    # uneven tiles (2 images per tile over batches of 3 and 5)
+    "shifted-tile2": {"CONV_SHIFTED_MIN_CHANNELS": 1, "CONV_DIRECT_MAX_CHANNELS": 0, "tile": 2},
+    "lowered-tile2": {"CONV_SHIFTED_MIN_CHANNELS": 10**9, "CONV_DIRECT_MAX_CHANNELS": 0, "tile": 2},
+    # the serial driver (one tile loop, BLAS's own threads) instead of prange workers
+    "shifted-serial": {"CONV_SHIFTED_MIN_CHANNELS": 1, "CONV_DIRECT_MAX_CHANNELS": 0,
+                       "CONV_PARALLEL_MIN_IMAGES_PER_THREAD": 10**9, "tile": 2},
+    "lowered-serial": {"CONV_SHIFTED_MIN_CHANNELS": 10**9, "CONV_DIRECT_MAX_CHANNELS": 0,
+                       "CONV_PARALLEL_MIN_IMAGES_PER_THREAD": 10**9},
+}
+
+# (N, C, H, W), (K, C/groups, R, S), stride, padding (top, bottom, left, right), dilation, groups
+GEOMETRIES = [
+    pytest.param(((2, 3, 7, 6), (4, 3, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1), id="3x3-pad1"),
+    pytest.param(((3, 1, 9, 9), (5, 1, 5, 5), (1, 1), (0, 0, 0, 0), (1, 1), 1), id="5x5-C1-valid"),
+    pytest.param(((3, 4, 9, 8), (6, 2, 3, 2), (2, 3), (1, 0, 2, 1), (1, 2), 2), id="strided-dilated-groups-asym"),
+    pytest.param(((2, 6, 9, 9), (3, 2, 2, 2), (1, 1), (0, 1, 0, 1), (2, 1), 3), id="same-even-kernel-dilated"),
+    pytest.param(((2, 6, 5, 5), (3, 6, 1, 1), (3, 3), (0, 0, 0, 0), (1, 1), 1), id="1x1-stride-gt-kernel"),
+    pytest.param(((5, 3, 8, 8), (4, 3, 3, 3), (1, 2), (1, 1, 1, 1), (1, 1), 1), id="stride-w-only"),
+    pytest.param(((2, 4, 6, 7), (4, 1, 3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 4), id="depthwise-stride2"),
+    pytest.param(((1, 2, 4, 4), (2, 2, 4, 4), (1, 1), (0, 0, 0, 0), (1, 1), 1), id="kernel-covers-input"),
+]
+
+
+def _output_size(x_shape, w_shape, stride, padding, dilation):
+    return (conv_output_size(x_shape[2], w_shape[2], stride[0], padding[0] + padding[1], dilation[0]),
+            conv_output_size(x_shape[3], w_shape[3], stride[1], padding[2] + padding[3], dilation[1]))
+
+
+def _force(monkeypatch, algorithm, x_shape=None, stride=None, padding=None):
+    for name, value in ALGORITHMS[algorithm].items():
+        if name == "tile":
+            # that many images per tile: the cache budget of exactly `value` phase planes
+            hq, wq = cpu_conv._phase_geometry(x_shape, stride, padding)
+            monkeypatch.setattr(config, "CONV_TILE_COLUMNS", value * hq * wq)
+        else:
+            monkeypatch.setattr(config, name, value)
+
+
+def _check(monkeypatch, algorithm, dtype, x_shape, w_shape, stride, padding, dilation, groups, seed=0):
+    _force(monkeypatch, algorithm, x_shape, stride, padding)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(x_shape).astype(dtype)
+    weight = rng.standard_normal(w_shape).astype(dtype)
+    bias = rng.standard_normal(w_shape[0]).astype(dtype)
+    out_size = _output_size(x_shape, w_shape, stride, padding, dilation)
+    geometry = (stride, padding, dilation, groups)
+    reduction = w_shape[1] * w_shape[2] * w_shape[3]
+
+    out = cpu_conv.conv2d_forward(x, weight, bias, *geometry, out_size)
+    assert_close(out, ref_conv.conv2d_forward(x, weight, bias, *geometry, out_size),
+                 reduction=reduction, err_msg="forward")
+    out_nobias = cpu_conv.conv2d_forward(x, weight, None, *geometry, out_size)
+    assert_close(out_nobias, ref_conv.conv2d_forward(x, weight, None, *geometry, out_size),
+                 reduction=reduction, err_msg="forward without bias")
+
+    grad_out = rng.standard_normal(out.shape).astype(dtype)
+    got = cpu_conv.conv2d_backward(grad_out, x, weight, *geometry, True, True, True)
+    want = ref_conv.conv2d_backward(grad_out, x, weight, *geometry, True, True, True)
+    plane = out_size[0] * out_size[1]
+    reductions = (w_shape[0] // groups * w_shape[2] * w_shape[3], x_shape[0] * plane, x_shape[0] * plane)
+    for name, a, b, n in zip(("grad_input", "grad_weight", "grad_bias"), got, want, reductions):
+        assert_close(a, b, reduction=n, err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+@pytest.mark.parametrize("algorithm", list(ALGORITHMS))
+def test_algorithm_matches_reference(monkeypatch, algorithm, geometry, dtype):
+    _check(monkeypatch, algorithm, dtype, *geometry)
+
+
+@pytest.mark.boundscheck
+@pytest.mark.parametrize("algorithm", ["shifted-tile1", "lowered-tile2", "direct"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tiny_shapes(monkeypatch, algorithm, dtype):
+    """Small enough for NUMBA_BOUNDSCHECK=1; strided, dilated, grouped, asymmetric padding."""
+    _check(monkeypatch, algorithm, dtype, (3, 4, 6, 5), (4, 2, 2, 3), (2, 1), (1, 0, 0, 2), (1, 2), 2)
+
+
+@pytest.mark.parametrize("algorithm", ["shifted", "lowered", "direct", "shifted-serial", "lowered-serial"])
+@pytest.mark.parametrize("mask", [(True, False, False), (False, True, False), (False, False, True),
+                                  (False, False, False), (True, True, False)])
+def test_gradient_subsets(monkeypatch, algorithm, mask):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((3, 4, 7, 7)).astype(np.float32)
+    weight = rng.standard_normal((6, 2, 3, 3)).astype(np.float32)
+    geometry = ((1, 2), (1, 1, 0, 1), (1, 1), 2)
+    _force(monkeypatch, algorithm, x.shape, *geometry[:2])
+    out_size = _output_size(x.shape, weight.shape, *geometry[:3])
+    grad_out = rng.standard_normal((3, 6) + out_size).astype(np.float32)
+    got = cpu_conv.conv2d_backward(grad_out, x, weight, *geometry, *mask)
+    want = ref_conv.conv2d_backward(grad_out, x, weight, *geometry, *mask)
+    for needed, a, b in zip(mask, got, want):
+        if needed:
+            assert_close(a, b, reduction=64)
+        else:
+            assert a is None
+
+
+def test_workspace_is_read_at_call_time(monkeypatch):
+    """A smaller cap gives smaller tiles (more of them), same numbers."""
+    x = np.random.default_rng(2).standard_normal((64, 8, 10, 10)).astype(np.float32)
+    weight = np.random.default_rng(3).standard_normal((8, 8, 3, 3)).astype(np.float32)
+    geometry = ((1, 1), (1, 1, 1, 1), (1, 1), 1)
+    monkeypatch.setattr(config, "CONV_DIRECT_MAX_CHANNELS", 0)
+    _, _, big = cpu_conv._plan(x, weight, geometry[0], geometry[1], 20)
+    expected = cpu_conv.conv2d_forward(x, weight, None, *geometry, (10, 10))
+    monkeypatch.setattr(config, "CONV_WORKSPACE_BYTES", 20 * 144 * 4 * 3)
+    _, _, small = cpu_conv._plan(x, weight, geometry[0], geometry[1], 20)
+    assert small == 3 < big
+    # with two workers each gets half the cap
+    assert cpu_conv._plan(x, weight, geometry[0], geometry[1], 20, workers=2)[2] == 1
+    assert_close(cpu_conv.conv2d_forward(x, weight, None, *geometry, (10, 10)), expected, reduction=72)
+
+
+def test_large_batch_stays_under_workspace_cap(monkeypatch):
+    """N=1024 tiles: the scratch of one call stays under CONV_WORKSPACE_BYTES."""
+    x = np.zeros((1024, 16, 16, 16), np.float32)
+    weight = np.zeros((16, 16, 3, 3), np.float32)
+    monkeypatch.setattr(config, "CONV_WORKSPACE_BYTES", 4 * 1024 * 1024)
+    monkeypatch.setattr(config, "CONV_TILE_COLUMNS", 10**9)
+    columns = 16 + 16 + 16
+    for workers in (1, 2, 4):
+        hq, wq, tile = cpu_conv._plan(x, weight, (1, 1), (1, 1, 1, 1), columns, workers)
+        assert 1 <= tile < 1024
+        assert workers * tile * columns * hq * wq * 4 <= config.CONV_WORKSPACE_BYTES
