@@ -1,7 +1,13 @@
-"""Activations, Numba. One fused loop per op, parallel over elements for large arrays.
+"""Activations, Numba. Fused loops, parallel over elements (or rows).
 
 Constants are built with ``x.dtype.type(...)`` so float32 stays float32 inside
 the loop (a bare Python float literal would promote every operation to float64).
+
+Numba compiles ``np.exp``/``np.tanh`` to scalar libm calls (no SIMD math
+library here), 3-6x slower than NumPy's vectorized ufuncs; so the ops built on
+exp/tanh run NumPy's ufunc in place for that one step and Numba loops for the
+rest (measurements in kernels/config.py). relu and the backward formulas are
+pure Numba.
 """
 from __future__ import annotations
 
@@ -28,15 +34,19 @@ def _relu_backward(g, x, out):
 
 
 @njit(parallel=True)
-def _sigmoid(x, out):
+def _neg_abs(x, out):
+    for i in prange(x.size):
+        out[i] = -abs(x[i])
+
+
+@njit(parallel=True)
+def _sigmoid_from_exp(x, z):
+    """z holds exp(-|x|) on entry, sigmoid(x) on exit (the stable two-branch form)."""
     one = x.dtype.type(1)
     for i in prange(x.size):
-        v = x[i]
-        if v >= 0:
-            out[i] = one / (one + np.exp(-v))
-        else:
-            z = np.exp(v)
-            out[i] = z / (one + z)
+        e = z[i]
+        numerator = one if x[i] >= 0 else e
+        z[i] = numerator / (one + e)
 
 
 @njit(parallel=True)
@@ -47,12 +57,6 @@ def _sigmoid_backward(g, y, out):
 
 
 @njit(parallel=True)
-def _tanh(x, out):
-    for i in prange(x.size):
-        out[i] = np.tanh(x[i])
-
-
-@njit(parallel=True)
 def _tanh_backward(g, y, out):
     one = y.dtype.type(1)
     for i in prange(y.size):
@@ -60,7 +64,49 @@ def _tanh_backward(g, y, out):
 
 
 @njit(parallel=True)
+def _shift_rows(x, out):
+    """out = x - (row max), NaN-propagating max; returns nothing, out is filled."""
+    rows, n = x.shape
+    for r in prange(rows):
+        top = x[r, 0]
+        for j in range(1, n):
+            if x[r, j] > top or np.isnan(x[r, j]):
+                top = x[r, j]
+                if np.isnan(top):
+                    break
+        for j in range(n):
+            out[r, j] = x[r, j] - top
+
+
+@njit(parallel=True)
+def _normalize_rows(e):
+    """e (exp of the shifted rows) divided by its row sums, in place."""
+    rows, n = e.shape
+    for r in prange(rows):
+        total = e.dtype.type(0)
+        for j in range(n):
+            total += e[r, j]
+        inv = e.dtype.type(1) / total
+        for j in range(n):
+            e[r, j] *= inv
+
+
+@njit(parallel=True)
+def _subtract_log_sum(shifted, e):
+    """e (exp of the shifted rows) becomes shifted - log(row sum of e)."""
+    rows, n = e.shape
+    for r in prange(rows):
+        total = e.dtype.type(0)
+        for j in range(n):
+            total += e[r, j]
+        lse = np.log(total)
+        for j in range(n):
+            e[r, j] = shifted[r, j] - lse
+
+
+@njit(parallel=True)
 def _softmax_rows(x, out, log):
+    """All-Numba softmax (one libm exp per element): the serial check for the NumPy-exp path."""
     rows, n = x.shape
     for r in prange(rows):
         top = x[r, 0]
@@ -121,7 +167,11 @@ def relu_backward(grad_out, x):
 
 
 def sigmoid(x):
-    return _unary(_sigmoid, x)
+    out = np.empty_like(x)
+    _neg_abs(x, out)
+    np.exp(out, out=out)
+    _sigmoid_from_exp(x, out)
+    return out
 
 
 def sigmoid_backward(grad_out, y):
@@ -129,7 +179,8 @@ def sigmoid_backward(grad_out, y):
 
 
 def tanh(x):
-    return _unary(_tanh, x)
+    # NumPy's SIMD tanh; Numba's loop calls scalar tanhf (6x slower, kernels/config.py).
+    return np.tanh(x)
 
 
 def tanh_backward(grad_out, y):
@@ -138,13 +189,17 @@ def tanh_backward(grad_out, y):
 
 def softmax(x):
     out = np.empty_like(x)
-    _softmax_rows(x, out, False)
+    _shift_rows(x, out)
+    np.exp(out, out=out)
+    _normalize_rows(out)
     return out
 
 
 def log_softmax(x):
-    out = np.empty_like(x)
-    _softmax_rows(x, out, True)
+    shifted = np.empty_like(x)
+    _shift_rows(x, shifted)
+    out = np.exp(shifted)
+    _subtract_log_sum(shifted, out)
     return out
 
 
