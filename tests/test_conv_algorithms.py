@@ -30,7 +30,10 @@ ALGORITHMS = {
     "lowered-tile2": {"CONV_SHIFTED_MIN_CHANNELS": 10**9, "CONV_DIRECT_MAX_CHANNELS": 0, "tile": 2},
     # the serial driver (one tile loop, BLAS's own threads) instead of prange workers
     "shifted-serial": {"CONV_SHIFTED_MIN_CHANNELS": 1, "CONV_DIRECT_MAX_CHANNELS": 0,
-                       "CONV_PARALLEL_MIN_IMAGES_PER_THREAD": 10**9, "tile": 2},
+                       "CONV_PARALLEL_MIN_IMAGES_PER_THREAD": 10**9, "threads": 1, "tile": 2},
+    # a batch smaller than the thread count: the workers split the GEMM columns
+    "shifted-columns": {"CONV_SHIFTED_MIN_CHANNELS": 1, "CONV_DIRECT_MAX_CHANNELS": 0,
+                        "CONV_PARALLEL_MIN_IMAGES_PER_THREAD": 10**9, "tile": 2},
     "lowered-serial": {"CONV_SHIFTED_MIN_CHANNELS": 10**9, "CONV_DIRECT_MAX_CHANNELS": 0,
                        "CONV_PARALLEL_MIN_IMAGES_PER_THREAD": 10**9},
 }
@@ -55,7 +58,9 @@ def _output_size(x_shape, w_shape, stride, padding, dilation):
 
 def _force(monkeypatch, algorithm, x_shape=None, stride=None, padding=None):
     for name, value in ALGORITHMS[algorithm].items():
-        if name == "tile":
+        if name == "threads":
+            monkeypatch.setattr(cpu_conv.numba, "get_num_threads", lambda: value)
+        elif name == "tile":
             # that many images per tile: the cache budget of exactly `value` phase planes
             hq, wq = cpu_conv._phase_geometry(x_shape, stride, padding)
             monkeypatch.setattr(config, "CONV_TILE_COLUMNS", value * hq * wq)

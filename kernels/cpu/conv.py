@@ -40,8 +40,6 @@ from numba.np.linalg import ensure_blas
 from .. import config
 from .._jit import njit
 
-ensure_blas()
-
 # ---------------------------------------------------------------------------
 # GEMM on raw (pointer, leading dimension) operands, row-major semantics.
 
@@ -356,6 +354,51 @@ def _forward_parallel(x, weight, wtap, bias, has_bias, sh, sw, pt, pl, dh, dw, g
                           n0, min(last, n0 + tile), xp, ext, col, out)
 
 
+@njit(parallel=True)
+def _forward_columns(x, weight, wtap, bias, has_bias, sh, sw, pt, pl, dh, dw, groups, hq, wq, tile, workers, out):
+    """Shifted GEMMs for batches smaller than the thread count (conv e, N=1): the workers split the columns."""
+    n = x.shape[0]
+    k_out, c_group, kh, kw = weight.shape
+    k_group = k_out // groups
+    oh, ow = out.shape[2], out.shape[3]
+    plane = hq * wq
+    xp, ext, col = _forward_buffers(x, weight, hq, wq, tile, groups, sh, sw, False)
+    ld_x = xp.shape[1] * plane
+    ld_ext = ext.shape[1]
+    wflat = wtap.reshape(wtap.size)
+    xflat = xp.reshape(xp.size)
+    eflat = ext.reshape(ext.size)
+    zero = x.dtype.type(0)
+    for n0 in range(0, n, tile):
+        n1 = min(n, n0 + tile)
+        width = (n1 - n0 - 1) * plane + (oh - 1) * wq + ow
+        _split_phases(x, n0, n1, pt, pl, sh, sw, hq, wq, xp)
+        # column chunks of whole cache lines
+        chunk = ((width + workers - 1) // workers + 15) // 16 * 16
+        for w in prange(workers):
+            q0 = min(width, np.int64(w) * chunk)
+            q1 = min(width, q0 + chunk)
+            if q1 <= q0:
+                continue
+            for g in range(groups):
+                for r in range(kh):
+                    for s in range(kw):
+                        block, off = _tap(r, s, sh, sw, dh, dw, wq, tile, hq)
+                        a_at = ((r * kw + s) * k_out + g * k_group) * c_group
+                        b_at = g * c_group * ld_x + block * plane + off + q0
+                        _gemm(_N, _N, k_group, q1 - q0, c_group, wflat[a_at:], c_group,
+                              xflat[b_at:], ld_x, 0.0 if (r == 0 and s == 0) else 1.0, eflat[q0:], ld_ext)
+                # scatter the output rows (segments) that fall in [q0, q1)
+                for k in range(k_group):
+                    shift = bias[g * k_group + k] if has_bias else zero
+                    for image in range(n1 - n0):
+                        for i in range(oh):
+                            start = image * plane + i * wq
+                            j0, j1 = max(0, q0 - start), min(ow, q1 - start)
+                            for j in range(j0, j1):
+                                out[n0 + image, g * k_group + k, i, j] = ext[k, start + j] + shift
+
+
 @njit
 def _backward_tile(grad_out, x, weight, wtap, sh, sw, pt, pl, dh, dw, groups, hq, wq, lowered,
                    need_input, need_weight, n0, n1, xp, dxp, gext, col, grad_x, grad_wtap, grad_w2d):
@@ -477,6 +520,9 @@ class _BlasThreads:
     """
 
     def __init__(self):
+        # SciPy's BLAS is imported here, on the first GEMM-path call, not at
+        # import time: the direct kernel never needs it (0.4 s of startup).
+        ensure_blas()
         self.get = self.set = None
         import ctypes
         import glob
@@ -537,7 +583,8 @@ def _use_lowered(c_group):
 def _workers(n):
     """prange workers for the GEMM drivers: 1 (serial driver, threaded BLAS) unless every worker gets images."""
     threads = numba.get_num_threads()
-    if threads < 2 or n < threads * config.CONV_PARALLEL_MIN_IMAGES_PER_THREAD or not _blas_threads().available:
+    blas = _blas_threads()  # also makes sure SciPy's BLAS is loaded
+    if threads < 2 or n < threads * config.CONV_PARALLEL_MIN_IMAGES_PER_THREAD or not blas.available:
         return 1
     return threads
 
@@ -584,6 +631,8 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups, out_size)
     args = (x, weight, wtap, bias_arr, has_bias, sh, sw, pt, pl, dh, dw, groups, hq, wq, tile, lowered)
     if workers > 1:
         _run_parallel(_forward_parallel, *args, workers, out)
+    elif not lowered and numba.get_num_threads() > 1 and _blas_threads().available:
+        _run_parallel(_forward_columns, *args[:-1], numba.get_num_threads(), out)
     else:
         _forward_serial(*args, out)
     return out
