@@ -18,18 +18,45 @@ CONV_SHIFTED_MIN_CHANNELS = 16
 CONV_TILE_COLUMNS = 8192
 
 # --- pooling and elementwise (kernels/cpu/pool.py, kernels/cpu/activation.py) ---
+# Measured N32 C64 32x32 float32, one thread (NUMBA_NUM_THREADS=1, torch 1
+# thread), CPU time, min of 15 interleaved runs (/tmp script in the report;
+# the 2-core machine was shared, load ~4, so 2-thread wall times were
+# dominated by scheduler quanta of 4-8 ms for every peer):
+#   op (fastml kernel)            fastml   torch NCHW   torch channels_last
+#   max 2x2 s2 fwd (window2x2)    1.07 ms  13.7 ms      1.25 ms
+#   max 2x2 s2 fwd+bwd            3.05     17.2         3.44
+#   avg 2x2 s2 fwd (window2x2)    0.89      7.8         0.94
+#   avg 2x2 s2 fwd+bwd            2.05     14.4         2.41
+#   max 3x3 s1 p1 fwd (separable) 5.20     61.9         3.76
+#   max 3x3 s1 p1 fwd+bwd         9.99     64.5         7.52
+# Before (one scalar scan per window): max 2x2 19 ms, max 3x3 71 ms, avg 2x2 3.4 ms.
+# What mattered: (1) no negative-index wraparound in the row loops (index with
+# uint64) and selects instead of branches, so LLVM vectorizes them; (2) the
+# candidate index as an int32 code, constant per tap, added to the window start
+# only at the int64 store (int64 selects ran at half the lanes and were built
+# lane by lane); (3) no conditional store back into the array just loaded
+# (LLVM turns that into vmaskmovps, microcoded on this AMD core).
+#
 # Pooling kernels split the N*C planes into this many tasks per Numba thread;
 # each task allocates its row scratch once.
 POOL_TASKS_PER_THREAD = 4
+# The separable max-pooling kernel keeps in-plane positions in int32 scratch
+# (half the vector work of int64); planes of 2**31 elements or more use the
+# direct kernel.
+POOL_INT32_PLANE_LIMIT = 2**31
+# Activations, 2M float32 elements (4096x1000 for softmax), one thread:
+#   op            Numba libm loop   now (NumPy ufunc step)   torch
+#   sigmoid       20.0 ms           4.1 ms                   2.0 ms
+#   tanh          50.7              5.5 (np.tanh)            8.5
+#   softmax       42.4              17.1                     6.1
+#   log_softmax   27.6              15.1                     6.8
+#   relu          0.69 (kept)       -                        0.43-0.66
+# Numba has no SIMD exp/tanh here, so the transcendental step is NumPy's.
 
 # --- recurrent (kernels/cpu/recurrent.py) ------------------------------------
 # Batch size from which the per-step hidden projection h @ W_hh^T goes to BLAS
 # (np.dot inside the compiled loop) instead of the plain compiled loop.
 RECURRENT_BLAS_MIN_BATCH = 8
-# The separable max-pooling kernel keeps flat in-plane indices in int32 scratch
-# (half the vector work of int64); planes of 2**31 elements or more use the
-# direct kernel.
-POOL_INT32_PLANE_LIMIT = 2**31
 # Forward with at most this many input channels per group runs the direct
 # (no-BLAS, prange over images) kernel, if the batch has at least
 # CONV_DIRECT_MIN_IMAGES images and the multiply-adds are under CONV_DIRECT_MAX_WORK.

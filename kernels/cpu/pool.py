@@ -62,6 +62,14 @@ def _taps_range(start, kernel, dilation, size):
     return lo, max(lo, hi)
 
 
+@njit(inline="always")
+def _taps_range1(start, kernel, size):
+    """_taps_range for dilation 1, without the integer divisions (border windows are hot)."""
+    lo = max(0, -start)
+    hi = min(kernel, size - start)
+    return lo, max(lo, hi)
+
+
 # ---------------------------------------------------------------- max pooling
 @njit(inline="always")
 def _pick(v, best, at, v_at):
@@ -75,7 +83,7 @@ def _max_window_row(x, p, h, width, j, kw, sw, pw):
     """Best value over the in-bounds taps of output column j in row h, and its column
     relative to the window start (scalar; every window has an in-bounds tap when dilation is 1)."""
     w0 = j * sw - pw
-    b_lo, b_hi = _taps_range(w0, kw, 1, width)
+    b_lo, b_hi = _taps_range1(w0, kw, width)
     best, at = x[p, h * width + w0 + b_lo], np.int32(b_lo)
     for b in range(b_lo + 1, b_hi):
         best, at = _pick(x[p, h * width + w0 + b], best, at, np.int32(b))
@@ -91,7 +99,7 @@ def _max_vertical_row(hv, hc, hs, out, idx, p, i, height, width, kh, sh, ph, sw,
     in 32-bit lanes next to the float ones.
     """
     h0 = i * sh - ph
-    a_lo, a_hi = _taps_range(h0, kh, 1, height)
+    a_lo, a_hi = _taps_range1(h0, kh, height)
     rows = a_hi - a_lo
     r0 = (h0 + a_lo) * hs
     m0 = i * ow
