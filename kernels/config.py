@@ -56,6 +56,8 @@ POOL_INT32_PLANE_LIMIT = 2**31
 # --- recurrent (kernels/cpu/recurrent.py) ------------------------------------
 # Batch size from which the per-step hidden projection h @ W_hh^T goes to BLAS
 # (np.dot inside the compiled loop) instead of the plain compiled loop.
+# LSTM T50 I128 forward, 1 thread, BLAS vs loop: H64 N4 0.61 vs 0.50 ms,
+# N8 0.88 vs 1.05 ms; H256 N4 5.5 vs 5.1 ms, N8 8.2 vs 10.8 ms.
 RECURRENT_BLAS_MIN_BATCH = 8
 # Forward with at most this many input channels per group runs the direct
 # (no-BLAS, prange over images) kernel, if the batch has at least
