@@ -328,3 +328,12 @@ def test_nan_and_inf_propagate():
     out = fastml.F.conv2d(x, np.ones((1, 1, 2, 2), dtype=np.float32))
     assert np.isnan(out[0, 0, 0, 0]) and np.isinf(out[0, 0, 2, 2])
     assert np.isfinite(out[0, 0, 1, 1])
+
+
+def test_numpy_integers_and_lists_as_hyper_parameters(rng):
+    x = rng.standard_normal((1, 2, 7, 7))
+    weight = rng.standard_normal((4, 1, 3, 3))
+    expected = fastml.F.conv2d(x, weight, stride=2, padding=1, dilation=(1, 2), groups=2)
+    got = fastml.F.conv2d(x, weight, stride=np.int64(2), padding=[np.int32(1), 1], dilation=[1, np.int64(2)],
+                          groups=np.int64(2))
+    assert_close(got, expected)
