@@ -5,14 +5,14 @@ and the one place that defines the gate layout). Per layer and direction:
 
 * forward: one BLAS GEMM projects the inputs of all time steps at once
   (``(T*N, I) @ W_ih^T``, NumPy); then a single ``@njit`` loop runs every
-  step: the hidden projection ``h @ W_hh^T`` (BLAS ``np.dot`` for large
-  batches, a register-friendly loop for small ones, see ``config``) and one
-  fused pass over the gates. The projection buffer is overwritten in place
-  with the gate activations, which is what backward needs.
+  step: the hidden projection (BLAS ``np.dot`` as ``W_hh @ h^T`` for a batch,
+  a plain loop for fewer rows than ``config.RECURRENT_BLAS_MIN_BATCH``) and a
+  few short vectorised passes over the gates. The projection buffer is
+  overwritten in place with the gate activations, which is what backward needs.
 * backward (BPTT): one ``@njit`` loop in reverse processing order computes the
   gate gradients of every step and carries ``dh`` (and ``dc``) back with one
-  ``(N, G*H) @ W_hh`` product per step; the weight, bias and input gradients
-  are then three big GEMMs over all steps at once.
+  ``W_hh^T @ grad^T`` product per step; the weight, bias and input gradients
+  are then big GEMMs over all steps at once (NumPy).
 
 float32 gates use a rational tanh approximation (Eigen's, |error| < 4e-7,
 branch-free so LLVM vectorises it; NaN propagates) and
