@@ -252,8 +252,6 @@ def test_nan_and_inf_propagate_like_torch(backend, dtype):
         assert np.isnan(_backward(op, np.ones_like(out), x[[0]], out, dim, backend)[0, 0]), op
 
 
-@pytest.mark.xfail(strict=True, reason="kernels/{reference,cpu}/activation.py relu_backward uses `x > 0`, "
-                                       "which drops the gradient at NaN inputs; torch uses `not (x <= 0)`")
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_relu_gradient_at_nan_like_torch(backend):
     """torch's relu backward is threshold_backward(grad, result, 0) = (result <= 0 ? 0 : grad),

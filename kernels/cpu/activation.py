@@ -30,7 +30,8 @@ def _relu(x, out):
 def _relu_backward(g, x, out):
     zero = x.dtype.type(0)
     for i in prange(x.size):
-        out[i] = g[i] if x[i] > zero else zero
+        # zero where x <= 0 (PyTorch's threshold_backward), so NaN inputs pass the gradient.
+        out[i] = zero if x[i] <= zero else g[i]
 
 
 @njit(parallel=True)

@@ -13,8 +13,9 @@ def relu(x):
 
 
 def relu_backward(grad_out, x):
-    # x > 0 is False for NaN, so NaN inputs pass zero gradient, as in PyTorch's threshold_backward.
-    return np.where(x > 0, grad_out, 0).astype(grad_out.dtype)
+    # PyTorch's threshold_backward: zero where x <= 0, else the gradient; a NaN
+    # input is not <= 0, so its gradient passes through.
+    return np.where(x <= 0, 0, grad_out).astype(grad_out.dtype)
 
 
 def sigmoid(x):
