@@ -188,3 +188,11 @@ def softmax_backward(grad_output, output, dim=-1, *, backend=None):
 def log_softmax_backward(grad_output, output, dim=-1, *, backend=None):
     """grad - exp(y) * sum(grad) along ``dim``, from the forward output y."""
     return _along_dim_backward("log_softmax_backward", "log_softmax_backward", grad_output, output, dim, backend)
+
+
+# The recurrent gradients live beside their cells in fastml/functional/recurrent.py;
+# the contract names every op's gradient fastml.functional.grad.<op>_backward, so
+# they are re-exported here.
+from .recurrent import (  # noqa: E402
+    gru_cell_backward, lstm_cell_backward, rnn_cell_backward, rnn_sequence_backward,
+)
