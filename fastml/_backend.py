@@ -21,18 +21,35 @@ _grad_enabled: contextvars.ContextVar[bool] = contextvars.ContextVar("fastml_gra
 
 
 def cuda_status() -> tuple[bool, str]:
-    """``(available, reason)`` for the CUDA backend, without raising."""
-    try:
-        importlib.import_module("fastml.kernels.cuda")
-    except ImportError:
-        return False, "fastml.kernels.cuda is not part of this installation (the CUDA kernels are not built yet)"
+    """``(available, reason)`` for the CUDA backend, without raising.
+
+    The reason says what is missing: the numba CUDA target (install the extra
+    ``pip install "fastml-numba[cuda]"``, which pulls NVIDIA's ``numba-cuda``),
+    the driver, or a device. Under the CUDA simulator
+    (``NUMBA_ENABLE_CUDASIM=1``) the backend is available, correct and slow.
+    """
     try:
         from numba import cuda
+        from numba.core import config as numba_config
     except ImportError as exc:  # pragma: no cover - depends on the install
         return False, f"numba.cuda cannot be imported ({exc}); install the extra: pip install 'fastml-numba[cuda]'"
     try:
+        importlib.import_module("fastml.kernels.cuda")
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        return False, f"fastml.kernels.cuda cannot be imported ({exc})"
+    if numba_config.ENABLE_CUDASIM:
+        return True, "available (CUDA simulator, NUMBA_ENABLE_CUDASIM=1: correct but slow)"
+    try:
+        from numba.cuda.cudadrv import driver as cuda_driver
+
+        device_count = cuda_driver.driver.get_device_count()
+    except Exception as exc:  # noqa: BLE001 - driver errors vary (CudaSupportError, OSError, ...)
+        return False, f"no CUDA driver could be loaded ({' '.join(str(exc).split()) or type(exc).__name__})"
+    if device_count == 0:
+        return False, "the CUDA driver is installed but found no CUDA device"
+    try:
         if not cuda.is_available():
-            return False, "no CUDA driver or no CUDA device was found"
+            return False, "no usable CUDA device (the devices found are not supported by numba.cuda)"
     except Exception as exc:  # pragma: no cover - driver errors vary
         return False, f"the CUDA driver failed to initialise ({exc})"
     return True, "available"

@@ -69,3 +69,29 @@ CONV_DIRECT_MAX_WORK = 10**18
 # inside) when every thread gets at least this many images; else one tile
 # loop with BLAS's own threads (conv e, N=1).
 CONV_PARALLEL_MIN_IMAGES_PER_THREAD = 1
+
+# --- CUDA (kernels/cuda/*.py) -------------------------------------------------
+# Launch configuration of the numba.cuda kernels. NOT yet measured on a GPU:
+# no device was lent to the session that wrote them, so these are the usual
+# starting points (warp multiples, 16x16 shared-memory tiles = 2 KiB float32
+# per operand tile); `fastml bench --ops ... ` on a GPU is how to retune them.
+# Under NUMBA_ENABLE_CUDASIM=1 every CUDA thread is a Python thread, so the
+# test suite uses tiny shapes; these values still apply there.
+#
+# Threads per block of the 1-D elementwise / gather kernels (activations,
+# pooling, conv backward-data).
+CUDA_THREADS_PER_BLOCK = 128
+# Threads per block of the row reductions (softmax rows, bias/column sums,
+# conv grad_weight entries): one block per row, a shared-memory tree reduction
+# (a power of two).
+CUDA_REDUCE_THREADS = 64
+# Square tile edge of the shared-memory GEMM (linear, recurrent projections)
+# and of the implicit-GEMM conv2d (weight tile x virtual im2col tile).
+CUDA_GEMM_TILE = 16
+# conv2d forward: the direct kernel (one thread per output pixel, the output
+# channel's whole (C/groups, R, S) filter staged in shared memory) runs while
+# that filter has at most this many taps; larger filters (many input
+# channels) use the implicit-GEMM kernel, whose reduction is tiled instead.
+CUDA_CONV_DIRECT_MAX_TAPS = 256
+# Output pixels per block of the direct conv2d kernel.
+CUDA_CONV_DIRECT_THREADS = 128

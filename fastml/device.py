@@ -1,0 +1,93 @@
+"""Moving arrays between the host and the CUDA device, and recognising device arrays.
+
+Device arrays are numba device arrays or any object with
+``__cuda_array_interface__`` (CuPy arrays, torch CUDA tensors); they are
+viewed, never copied. Nothing here imports ``numba.cuda`` until a device
+array is actually made or met, so ``import fastml`` works without CUDA.
+
+On the ``"cuda"`` backend, host (NumPy) inputs are copied to the device once
+per call and outputs are numba device arrays: keep data on the device between
+ops with :func:`to_device` and bring results back with :func:`to_host`.
+
+Example:
+    >>> xd = fastml.to_device(x)                    # one host -> device copy
+    >>> yd = fastml.F.relu(fastml.F.conv2d(xd, wd, backend="cuda"), backend="cuda")
+    >>> y = fastml.to_host(yd)                      # one device -> host copy
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def is_device_array(value) -> bool:
+    """True for numba device arrays (also the simulator's) and ``__cuda_array_interface__`` objects."""
+    if hasattr(value, "__cuda_array_interface__"):
+        return True
+    # The CUDA simulator's arrays have no __cuda_array_interface__; recognise them by type.
+    return type(value).__name__ == "FakeCUDAArray"
+
+
+def _cuda():
+    from numba import cuda
+
+    return cuda
+
+
+def as_device(value):
+    """A numba device-array view of a device array (no copy); ``value`` itself if it already is one."""
+    cuda = _cuda()
+    if hasattr(value, "__cuda_array_interface__") and not hasattr(value, "copy_to_host"):
+        return cuda.as_cuda_array(value)
+    return value
+
+
+def to_device(value, dtype=None):
+    """``value`` on the CUDA device: device arrays are viewed as they are, host arrays copied.
+
+    Args:
+        value: NumPy array (or array-like), numba device array, or an object with
+            ``__cuda_array_interface__``.
+        dtype: optional dtype for a host array (device arrays are never converted).
+
+    Returns:
+        a numba device array.
+    """
+    if is_device_array(value):
+        return as_device(value)
+    _require_cuda("to_device")
+    host = np.ascontiguousarray(value, dtype=dtype)
+    return _cuda().to_device(host)
+
+
+def to_host(value) -> np.ndarray:
+    """``value`` as a NumPy array: device arrays are copied to the host, host arrays returned as they are."""
+    if is_device_array(value):
+        return as_device(value).copy_to_host()
+    return np.asarray(value)
+
+
+def _require_cuda(fn):
+    from ._backend import cuda_status
+
+    ok, reason = cuda_status()
+    if not ok:
+        raise RuntimeError(f"{fn}: the CUDA device is unavailable: {reason}")
+
+
+def contiguous(array):
+    """C-contiguous ``array``: NumPy or device, without leaving the device it is on."""
+    if is_device_array(array):
+        array = as_device(array)
+        if array.is_c_contiguous():
+            return array
+        from .kernels.cuda._util import contiguous_copy
+
+        return contiguous_copy(array)
+    return array if array.flags.c_contiguous else np.ascontiguousarray(array)
+
+
+def add_batch_dim(array):
+    """``array[None]`` for NumPy and device arrays alike (device views have no ``None`` indexing)."""
+    if is_device_array(array):
+        return contiguous(array).reshape((1,) + tuple(array.shape))
+    return array[None]
