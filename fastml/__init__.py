@@ -14,6 +14,9 @@ from . import functional
 from ._backend import BACKENDS, backend, cuda_status, get_backend, is_grad_enabled, no_grad, set_backend
 from .shapes import ReceptiveFieldRow, conv_output_shape, pool_output_shape, receptive_field
 
+from . import nn  # noqa: E402  (layers, after functional)
+from .nn.init import manual_seed  # noqa: E402
+
 F = functional
 __version__ = "0.1.0"
 
@@ -61,3 +64,4 @@ __all__ = [
     "is_grad_enabled", "warmup", "conv_output_shape", "pool_output_shape", "receptive_field",
     "ReceptiveFieldRow", "__version__",
 ]
+__all__ += ["nn", "manual_seed"]
