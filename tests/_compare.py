@@ -52,3 +52,23 @@ def numeric_grad(f, x, eps=1e-6):
         flat[i] = old
         gflat[i] = (plus - minus) / (2 * eps)
     return grad
+
+
+# --- what the op test modules share -------------------------------------------------
+try:  # PyTorch is a test peer only: the torch comparisons run when it is installed
+    import torch
+    import torch.nn.functional as TF
+
+    torch.set_num_threads(1)  # tiny shapes; idle spinning torch threads would starve Numba's
+except ImportError:  # pragma: no cover - depends on the environment
+    torch = None
+    TF = None
+
+import pytest  # noqa: E402
+
+DTYPES = [np.float32, np.float64]
+# The NUMBA_BOUNDSCHECK=1 rerun compiles every kernel afresh; float32 alone keeps it quick
+# (the index arithmetic does not depend on the dtype).
+DTYPES_BOUNDSCHECKED = [pytest.param(np.float32, id="float32", marks=pytest.mark.boundscheck),
+                        pytest.param(np.float64, id="float64")]
+BACKENDS = ["reference", "cpu"]

@@ -7,23 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fastml
-from _compare import assert_close, numeric_grad
+from _compare import BACKENDS, DTYPES, DTYPES_BOUNDSCHECKED, TF, assert_close, numeric_grad, torch
 from fastml.functional import grad
 
-try:  # PyTorch is a test peer only: the torch comparisons run when it is installed
-    import torch
-    import torch.nn.functional as TF
-
-    torch.set_num_threads(1)  # tiny shapes; idle spinning torch threads would starve Numba's
-except ImportError:  # pragma: no cover - depends on the environment
-    torch = None
-
-DTYPES = [np.float32, np.float64]
-# The NUMBA_BOUNDSCHECK=1 rerun compiles every kernel afresh; float32 alone keeps it quick
-# (the index arithmetic does not depend on the dtype).
-DTYPES_BOUNDSCHECKED = [pytest.param(np.float32, id="float32", marks=pytest.mark.boundscheck),
-                        pytest.param(np.float64, id="float64")]
-BACKENDS = ["reference", "cpu"]
 F = fastml.F
 
 
