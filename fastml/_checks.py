@@ -89,3 +89,17 @@ def check_choice(value, choices, fn: str, name: str):
     if value not in choices:
         raise ValueError(f"{fn}: `{name}` must be one of {list(choices)}, got {value!r}")
     return value
+
+
+def image_batch(fn: str, input) -> tuple[np.ndarray, bool]:
+    """A float NCHW batch, contiguous, from ``(N, C, H, W)`` or unbatched ``(C, H, W)``.
+
+    Returns ``(x, unbatched)``; callers drop the batch axis again when ``unbatched``.
+    """
+    x = as_float_array(input, fn, "input")
+    check_ndim(x, (3, 4), fn, "input", "(N, C, H, W) or (C, H, W)")
+    unbatched = x.ndim == 3
+    if unbatched:
+        x = x[None]
+    check_nonempty(x, fn, "input")
+    return np.ascontiguousarray(x), unbatched

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import sys
 import time

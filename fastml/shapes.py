@@ -13,7 +13,6 @@ padding ``p`` on each side, dilation ``d``):
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from ._checks import as_int, as_pair

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import _backend
-from .._checks import as_float_array, as_int, as_pair, check_ndim, check_nonempty, check_same_dtype
+from .._checks import as_float_array, as_int, as_pair, check_ndim, check_nonempty, check_same_dtype, image_batch
 from ..shapes import conv_output_size, conv_padding
 
 
@@ -33,12 +33,7 @@ class ConvSpec:
 
 
 def conv_spec(fn, input, weight, bias, stride, padding, dilation, groups) -> ConvSpec:
-    x = as_float_array(input, fn, "input")
-    check_ndim(x, (3, 4), fn, "input", "(N, C, H, W) or (C, H, W)")
-    unbatched = x.ndim == 3
-    if unbatched:
-        x = x[None]
-    check_nonempty(x, fn, "input")
+    x, unbatched = image_batch(fn, input)
     weight = as_float_array(weight, fn, "weight")
     check_ndim(weight, (4,), fn, "weight", "(out_channels, in_channels // groups, kH, kW)")
     check_same_dtype(weight, x, fn, "weight")

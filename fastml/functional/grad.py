@@ -10,11 +10,11 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _backend
-from .._checks import as_float_array, check_same_dtype
+from .._checks import as_float_array, check_same_dtype, image_batch
 from .activation import contiguous, float_input, normalize_dim, rows_along
 from .conv import conv_spec
 from .linear import linear_args
-from .pooling import adaptive_output_size, avg_divisor, pool_input, pool_spec
+from .pooling import adaptive_output_size, avg_divisor, pool_spec
 
 
 def _grad_like(fn, grad_output, expected_shape, dtype, unbatched=False):
@@ -100,7 +100,7 @@ def avg_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0,
 def adaptive_avg_pool2d_backward(grad_output, input, output_size=None, *, backend=None):
     """Gradient of :func:`adaptive_avg_pool2d` (``output_size`` defaults to grad_output's)."""
     fn = "adaptive_avg_pool2d_backward"
-    x, unbatched = pool_input(fn, input)
+    x, unbatched = image_batch(fn, input)
     if output_size is None:
         output_size = np.shape(grad_output)[-2:]
     out_size = adaptive_output_size(fn, output_size, x.shape[2:])
@@ -112,7 +112,7 @@ def adaptive_avg_pool2d_backward(grad_output, input, output_size=None, *, backen
 def adaptive_max_pool2d_backward(grad_output, input, output_size=None, indices=None, *, backend=None):
     """Gradient of :func:`adaptive_max_pool2d`."""
     fn = "adaptive_max_pool2d_backward"
-    x, unbatched = pool_input(fn, input)
+    x, unbatched = image_batch(fn, input)
     if output_size is None:
         output_size = np.shape(grad_output)[-2:]
     out_size = adaptive_output_size(fn, output_size, x.shape[2:])
@@ -193,6 +193,6 @@ def log_softmax_backward(grad_output, output, dim=-1, *, backend=None):
 # The recurrent gradients live beside their cells in fastml/functional/recurrent.py;
 # the contract names every op's gradient fastml.functional.grad.<op>_backward, so
 # they are re-exported here.
-from .recurrent import (  # noqa: E402
+from .recurrent import (  # noqa: E402, F401
     gru_cell_backward, lstm_cell_backward, rnn_cell_backward, rnn_sequence_backward,
 )

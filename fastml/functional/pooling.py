@@ -6,19 +6,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import _backend
-from .._checks import as_float_array, as_int, as_pair, check_ndim, check_nonempty
+from .._checks import as_int, as_pair, image_batch
 from ..shapes import pool_output_sizes
-
-
-def pool_input(fn, input) -> tuple[np.ndarray, bool]:
-    """(contiguous (N, C, H, W) array, was_unbatched)."""
-    x = as_float_array(input, fn, "input")
-    check_ndim(x, (3, 4), fn, "input", "(N, C, H, W) or (C, H, W)")
-    unbatched = x.ndim == 3
-    if unbatched:
-        x = x[None]
-    check_nonempty(x, fn, "input")
-    return np.ascontiguousarray(x), unbatched
 
 
 @dataclass(frozen=True)
@@ -33,7 +22,7 @@ class PoolSpec:
 
 
 def pool_spec(fn, input, kernel_size, stride, padding, dilation, ceil_mode) -> PoolSpec:
-    x, unbatched = pool_input(fn, input)
+    x, unbatched = image_batch(fn, input)
     kernel = as_pair(kernel_size, fn, "kernel_size", minimum=1)
     stride = kernel if stride is None or stride == () or stride == [] else as_pair(stride, fn, "stride", minimum=1)
     padding = as_pair(padding, fn, "padding", minimum=0)
@@ -116,7 +105,7 @@ def adaptive_avg_pool2d(input, output_size, *, backend=None):
     Output cell i covers input rows ``floor(i*H/out_h)`` to ``ceil((i+1)*H/out_h)``.
     """
     fn = "adaptive_avg_pool2d"
-    x, unbatched = pool_input(fn, input)
+    x, unbatched = image_batch(fn, input)
     out_size = adaptive_output_size(fn, output_size, x.shape[2:])
     out = _backend.kernels("pool", backend, fn).adaptive_avg_pool2d_forward(x, out_size)
     return _squeeze(out, unbatched)
@@ -125,7 +114,7 @@ def adaptive_avg_pool2d(input, output_size, *, backend=None):
 def adaptive_max_pool2d(input, output_size, return_indices=False, *, backend=None):
     """Max pooling to a fixed ``output_size``; indices as in :func:`max_pool2d`."""
     fn = "adaptive_max_pool2d"
-    x, unbatched = pool_input(fn, input)
+    x, unbatched = image_batch(fn, input)
     out_size = adaptive_output_size(fn, output_size, x.shape[2:])
     out, indices = _backend.kernels("pool", backend, fn).adaptive_max_pool2d_forward(x, out_size)
     out = _squeeze(out, unbatched)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import _backend
-from .._checks import as_float_array, as_int, check_choice, check_same_dtype
+from .._checks import as_float_array, as_int, check_choice
 from ..kernels.reference.recurrent import GATE_COUNT
 
 NONLINEARITIES = ("tanh", "relu")

@@ -1,7 +1,6 @@
 """Fully connected layer y = x W^T + b, NumPy (x is 2-D: rows, in_features)."""
 from __future__ import annotations
 
-import numpy as np
 
 
 def linear_forward(x, weight, bias):
