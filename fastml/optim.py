@@ -1,4 +1,4 @@
-"""Optimisation helpers (optimisers such as SGD and Adam join this module later)."""
+"""Optimisation: gradient clipping, the SGD / Adam / AdamW optimisers and learning-rate schedules."""
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -55,3 +55,263 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, ep
 
 
 __all__ = ["clip_grad_norm_"]
+
+
+# --- optimisers (torch.optim semantics) ----------------------------------------------------------------------------
+
+
+def _check_hyper(fn, name, value, low=0.0, high=None, high_open=False):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{fn}: `{name}` must be a number, got {value!r}")
+    value = float(value)
+    if not value >= low or (high is not None and (value >= high if high_open else value > high)):
+        bound = f"in [{low}, {high})" if high_open else (f"in [{low}, {high}]" if high is not None else f">= {low}")
+        raise ValueError(f"{fn}: `{name}` must be {bound}, got {value}")
+    return value
+
+
+class Optimizer:
+    """Base of the optimisers: which arrays to update, where their gradients are, and per-array state.
+
+    ``params`` is a fastml Module (its parameters and gradients are found by key at every step, so it
+    keeps working after ``load_state_dict``), a Module's ``params`` view, a dict of arrays, or an iterable
+    of arrays such as ``model.parameters()`` (then pass the gradients to :meth:`step`, in the same order).
+    Arrays are updated in place.
+    """
+
+    def __init__(self, params, defaults: dict):
+        fn = type(self).__name__
+        from .nn.module import Module, _DottedView
+
+        self._module = None
+        self._arrays = None
+        if isinstance(params, Module):
+            self._module = params
+        elif isinstance(params, _DottedView):
+            self._module = params._module
+        else:
+            arrays = list(params.values()) if isinstance(params, Mapping) else list(params)
+            for a in arrays:
+                if not isinstance(a, np.ndarray) or a.dtype.kind != "f":
+                    raise TypeError(f"{fn}: `params` must hold float ndarrays, got {type(a).__name__}")
+            if not arrays:
+                raise ValueError(f"{fn}: `params` is empty (an optimizer needs at least one parameter)")
+            self._arrays = arrays
+        self.defaults = dict(defaults)
+        self.lr = defaults["lr"]
+        self.state: dict = {}
+        self.step_count = 0
+
+    def _pairs(self, grads):
+        fn = f"{type(self).__name__}.step"
+        if self._module is not None:
+            params, own_grads = self._module.params, self._module.grads
+            keys = list(params)
+            if grads is None:
+                return [(k, params[k], own_grads[k]) for k in keys]
+            given = grads if isinstance(grads, Mapping) else dict(zip(keys, grads))
+            return [(k, params[k], np.asarray(given[k])) for k in keys if k in given]
+        if grads is None:
+            raise ValueError(f"{fn}: `grads` is required when the optimizer was built from bare arrays "
+                             f"(pass model.grads, or build the optimizer from the model itself)")
+        grads = list(grads.values()) if isinstance(grads, Mapping) else list(grads)
+        if len(grads) != len(self._arrays):
+            raise ValueError(f"{fn}: got {len(grads)} gradients for {len(self._arrays)} parameters")
+        pairs = []
+        for i, (p, g) in enumerate(zip(self._arrays, grads)):
+            g = np.asarray(g)
+            if g.shape != p.shape:
+                raise ValueError(f"{fn}: gradient {i} has shape {g.shape}, its parameter {p.shape}")
+            pairs.append((i, p, g))
+        return pairs
+
+    def parameters(self):
+        if self._module is not None:
+            return list(self._module.parameters())
+        return list(self._arrays)
+
+    def zero_grad(self) -> None:
+        """Zero the model's gradients (with a model; bare gradient arrays are the caller's)."""
+        if self._module is not None:
+            self._module.zero_grad()
+
+    def step(self, grads=None) -> None:
+        """Update every parameter in place from its gradient (``grads`` needed only for bare arrays)."""
+        self.step_count += 1
+        for key, param, grad in self._pairs(grads):
+            state = self.state.setdefault(key, {})
+            self._update(param, grad.astype(param.dtype, copy=False), state)
+
+    def state_dict(self) -> dict:
+        return {"lr": self.lr, "step_count": self.step_count,
+                "state": {k: {n: (v.copy() if isinstance(v, np.ndarray) else v) for n, v in s.items()}
+                          for k, s in self.state.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.lr = state["lr"]
+        self.step_count = state["step_count"]
+        self.state = {k: dict(s) for k, s in state["state"].items()}
+
+    def __repr__(self):
+        hyper = ", ".join(f"{k}={v}" for k, v in self.defaults.items() if k != "lr")
+        return f"{type(self).__name__}(lr={self.lr}{', ' + hyper if hyper else ''})"
+
+
+class SGD(Optimizer):
+    r"""Stochastic gradient descent with momentum, as ``torch.optim.SGD``.
+
+    ``g = grad + weight_decay * p``; with momentum ``b = momentum * b + (1 - dampening) * g``
+    (``b = g`` on the first step) and ``g = g + momentum * b`` (nesterov) or ``g = b``; ``p -= lr * g``.
+
+    Example:
+        >>> opt = SGD(model, lr=0.1, momentum=0.9)
+        >>> model.zero_grad(); model.backward(loss.backward()); opt.step()
+    """
+
+    def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False):
+        fn = "SGD"
+        lr = _check_hyper(fn, "lr", lr)
+        momentum = _check_hyper(fn, "momentum", momentum)
+        dampening = _check_hyper(fn, "dampening", dampening, high=1.0)
+        weight_decay = _check_hyper(fn, "weight_decay", weight_decay)
+        if not isinstance(nesterov, (bool, np.bool_)):
+            raise TypeError(f"{fn}: `nesterov` must be a bool, got {nesterov!r}")
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError(f"{fn}: `nesterov` needs momentum > 0 and dampening = 0, got momentum={momentum}, "
+                             f"dampening={dampening}")
+        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+                                      nesterov=bool(nesterov)))
+
+    def _update(self, param, grad, state):
+        d = self.defaults
+        dtype = param.dtype.type
+        if d["weight_decay"]:
+            grad = grad + dtype(d["weight_decay"]) * param
+        if d["momentum"]:
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = state["momentum_buffer"] = grad.copy()
+            else:
+                buf *= dtype(d["momentum"])
+                buf += dtype(1 - d["dampening"]) * grad
+            grad = grad + dtype(d["momentum"]) * buf if d["nesterov"] else buf
+        param -= dtype(self.lr) * grad
+
+
+class Adam(Optimizer):
+    r"""Adam, as ``torch.optim.Adam`` (L2 ``weight_decay`` added to the gradient, optional AMSGrad).
+
+    ``m = b1 m + (1 - b1) g``, ``v = b2 v + (1 - b2) g^2``,
+    ``p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)``.
+    """
+
+    _decoupled = False
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False):
+        fn = type(self).__name__
+        lr = _check_hyper(fn, "lr", lr)
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise TypeError(f"{fn}: `betas` must be a pair (beta1, beta2), got {betas!r}")
+        beta1 = _check_hyper(fn, "betas[0]", betas[0], high=1.0, high_open=True)
+        beta2 = _check_hyper(fn, "betas[1]", betas[1], high=1.0, high_open=True)
+        eps = _check_hyper(fn, "eps", eps)
+        weight_decay = _check_hyper(fn, "weight_decay", weight_decay)
+        if not isinstance(amsgrad, (bool, np.bool_)):
+            raise TypeError(f"{fn}: `amsgrad` must be a bool, got {amsgrad!r}")
+        super().__init__(params, dict(lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay,
+                                      amsgrad=bool(amsgrad)))
+
+    def _update(self, param, grad, state):
+        d = self.defaults
+        dtype = param.dtype.type
+        beta1, beta2 = d["betas"]
+        if not state:
+            state["step"] = 0
+            state["exp_avg"] = np.zeros_like(param)
+            state["exp_avg_sq"] = np.zeros_like(param)
+            if d["amsgrad"]:
+                state["max_exp_avg_sq"] = np.zeros_like(param)
+        state["step"] += 1
+        step = state["step"]
+        if d["weight_decay"]:
+            if self._decoupled:
+                param *= dtype(1 - self.lr * d["weight_decay"])
+            else:
+                grad = grad + dtype(d["weight_decay"]) * param
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        m += (grad - m) * dtype(1 - beta1)  # torch's lerp form of b1 m + (1 - b1) g
+        v *= dtype(beta2)
+        v += dtype(1 - beta2) * grad * grad
+        bias_correction1 = 1 - beta1 ** step
+        bias_correction2 = 1 - beta2 ** step
+        if d["amsgrad"]:
+            np.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
+            v = state["max_exp_avg_sq"]
+        denom = np.sqrt(v) / dtype(np.sqrt(bias_correction2)) + dtype(d["eps"])
+        param -= dtype(self.lr / bias_correction1) * (m / denom)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (``p *= 1 - lr * weight_decay`` before the Adam step), as
+    ``torch.optim.AdamW`` (default ``weight_decay=0.01``)."""
+
+    _decoupled = True
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False):
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad)
+
+
+# --- learning-rate schedules ---------------------------------------------------------------------------------------
+
+
+class _Schedule:
+    """Sets ``optimizer.lr`` from the epoch count; call :meth:`step` once per epoch, after ``optimizer.step()``."""
+
+    def __init__(self, optimizer):
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"{type(self).__name__}: `optimizer` must be a fastml optimizer, "
+                            f"got {type(optimizer).__name__}")
+        self.optimizer = optimizer
+        self.base_lr = optimizer.lr
+        self.last_epoch = 0
+        self.optimizer.lr = self.lr_at(0)
+
+    def step(self) -> float:
+        self.last_epoch += 1
+        self.optimizer.lr = self.lr_at(self.last_epoch)
+        return self.optimizer.lr
+
+    def get_last_lr(self) -> list:
+        return [self.optimizer.lr]
+
+
+class StepLR(_Schedule):
+    """``lr = base_lr * gamma ** (epoch // step_size)``, as ``torch.optim.lr_scheduler.StepLR``."""
+
+    def __init__(self, optimizer, step_size, gamma=0.1):
+        from ._checks import as_int
+
+        self.step_size = as_int(step_size, "StepLR", "step_size", minimum=1)
+        self.gamma = _check_hyper("StepLR", "gamma", gamma)
+        super().__init__(optimizer)
+
+    def lr_at(self, epoch):
+        return self.base_lr * self.gamma ** (epoch // self.step_size)
+
+
+class CosineAnnealingLR(_Schedule):
+    """``lr = eta_min + (base_lr - eta_min) (1 + cos(pi epoch / T_max)) / 2``, as
+    ``torch.optim.lr_scheduler.CosineAnnealingLR`` (its closed form)."""
+
+    def __init__(self, optimizer, T_max, eta_min=0.0):
+        from ._checks import as_int
+
+        self.T_max = as_int(T_max, "CosineAnnealingLR", "T_max", minimum=1)
+        self.eta_min = _check_hyper("CosineAnnealingLR", "eta_min", eta_min)
+        super().__init__(optimizer)
+
+    def lr_at(self, epoch):
+        return self.eta_min + (self.base_lr - self.eta_min) * (1 + np.cos(np.pi * epoch / self.T_max)) / 2
+
+
+__all__ += ["Optimizer", "SGD", "Adam", "AdamW", "StepLR", "CosineAnnealingLR"]
