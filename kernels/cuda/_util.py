@@ -221,3 +221,44 @@ def column_sums(a, out=None, accumulate=False):
     _colsum_kernel(a.dtype)[a.shape[1], config.CUDA_REDUCE_THREADS](a, out, bool(accumulate))
     return out
 
+
+
+_NORM_KERNELS: dict = {}
+
+
+def _row_norm_kernel(dtype):
+    key = np.dtype(dtype)
+    if key in _NORM_KERNELS:
+        return _NORM_KERNELS[key]
+    nb_type = numba.from_dtype(key)
+    threads = config.CUDA_REDUCE_THREADS
+
+    @cuda.jit
+    def kernel(a, out):
+        # one block per row i of a (rows, cols): out[i] = sqrt(sum_j a[i, j]^2)
+        i = cuda.blockIdx.x
+        partial = cuda.shared.array(threads, nb_type)
+        t = cuda.threadIdx.x
+        acc = nb_type(0)
+        for j in range(t, a.shape[1], threads):
+            acc += a[i, j] * a[i, j]
+        partial[t] = acc
+        cuda.syncthreads()
+        step = threads // 2
+        while step > 0:
+            if t < step:
+                partial[t] += partial[t + step]
+            cuda.syncthreads()
+            step //= 2
+        if t == 0:
+            out[i] = partial[0] ** 0.5
+
+    _NORM_KERNELS[key] = kernel
+    return kernel
+
+
+def row_norms(a):
+    """``sqrt(sum_j a[i, j]**2)`` per row of a 2-D device array."""
+    out = empty((a.shape[0],), a.dtype)
+    _row_norm_kernel(a.dtype)[a.shape[0], config.CUDA_REDUCE_THREADS](a, out)
+    return out
