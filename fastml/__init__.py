@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from . import functional
 from ._backend import BACKENDS, backend, cuda_status, get_backend, is_grad_enabled, no_grad, set_backend
+from .device import is_device_array, to_device, to_host
 from .shapes import ReceptiveFieldRow, conv_output_shape, pool_output_shape, receptive_field
 
 from . import nn  # noqa: E402  (layers, after functional)
@@ -63,6 +64,6 @@ def warmup(dtypes=("float32",), backends=("cpu",)) -> None:
 __all__ = [
     "F", "functional", "BACKENDS", "backend", "set_backend", "get_backend", "cuda_status", "no_grad",
     "is_grad_enabled", "warmup", "conv_output_shape", "pool_output_shape", "receptive_field",
-    "ReceptiveFieldRow", "__version__",
+    "ReceptiveFieldRow", "__version__", "to_device", "to_host", "is_device_array",
 ]
 __all__ += ["nn", "manual_seed", "losses", "optim", "train"]

@@ -10,6 +10,8 @@ import numbers
 
 import numpy as np
 
+from .device import add_batch_dim, as_device, contiguous, is_device_array  # noqa: F401 (re-exported)
+
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -23,6 +25,10 @@ def as_float_array(value, fn: str, name: str = "input") -> np.ndarray:
     """
     if isinstance(value, np.ndarray):
         array = value
+    elif is_device_array(value):
+        # CUDA device arrays (numba, CuPy, torch CUDA tensors) are viewed in place, never
+        # copied to the host: only their dtype and shape are checked.
+        array = as_device(value)
     else:
         if value is None or isinstance(value, (str, bytes, dict, set)):
             raise TypeError(f"{fn}: `{name}` must be an array, got {type(value).__name__}")
@@ -100,6 +106,6 @@ def image_batch(fn: str, input) -> tuple[np.ndarray, bool]:
     check_ndim(x, (3, 4), fn, "input", "(N, C, H, W) or (C, H, W)")
     unbatched = x.ndim == 3
     if unbatched:
-        x = x[None]
+        x = add_batch_dim(x)
     check_nonempty(x, fn, "input")
-    return np.ascontiguousarray(x), unbatched
+    return contiguous(x), unbatched

@@ -91,3 +91,24 @@ def add_batch_dim(array):
     if is_device_array(array):
         return contiguous(array).reshape((1,) + tuple(array.shape))
     return array[None]
+
+
+def rows_along(array, dim):
+    """A device array as contiguous ``(rows, shape[dim])`` with ``dim`` last, and how to undo it.
+
+    The device counterpart of moving an axis last with NumPy: one transposing
+    copy kernel each way (``dim`` already last needs none).
+    """
+    from .kernels.cuda._util import swap_last_two
+
+    array = contiguous(array)
+    shape = tuple(array.shape)
+    outer = int(np.prod(shape[:dim], dtype=np.int64))
+    inner = int(np.prod(shape[dim + 1:], dtype=np.int64))
+    moved = swap_last_two(array.reshape(outer, shape[dim], inner))
+    rows = moved.reshape(outer * inner, shape[dim])
+
+    def restore(out):
+        return swap_last_two(out.reshape(outer, inner, shape[dim])).reshape(shape)
+
+    return rows, restore

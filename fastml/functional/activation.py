@@ -9,11 +9,14 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _backend
+from ..device import contiguous as device_contiguous, is_device_array, rows_along as device_rows_along
 from .._checks import as_float_array, as_int, check_nonempty
 
 
 def contiguous(x: np.ndarray) -> np.ndarray:
     """C-contiguous ``x``, keeping 0-D arrays 0-D (np.ascontiguousarray makes them shape (1,))."""
+    if is_device_array(x):
+        return device_contiguous(x)
     return x if x.flags.c_contiguous else np.ascontiguousarray(x)
 
 
@@ -63,6 +66,8 @@ def rows_along(x, dim):
     """View ``x`` as a contiguous (rows, x.shape[dim]) array with ``dim`` last, and how to undo it."""
     if x.ndim == 0:
         return x.reshape(1, 1), (lambda out: out.reshape(()))
+    if is_device_array(x) and dim != x.ndim - 1:
+        return device_rows_along(x, dim)
     moved = np.moveaxis(x, dim, -1)
     rows = np.ascontiguousarray(moved).reshape(-1, x.shape[dim])
     return rows, (lambda out: np.moveaxis(out.reshape(moved.shape), -1, dim))

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import _backend
-from .._checks import as_float_array, as_int, as_pair, check_ndim, check_nonempty, check_same_dtype, image_batch
+from .._checks import contiguous, as_float_array, as_int, as_pair, check_ndim, check_nonempty, check_same_dtype, image_batch
 from ..shapes import conv_output_size, conv_padding
 
 
@@ -53,7 +53,7 @@ def conv_spec(fn, input, weight, bias, stride, padding, dilation, groups) -> Con
         check_same_dtype(bias, x, fn, "bias")
         if bias.shape != (k_out,):
             raise ValueError(f"{fn}: `bias` must have shape ({k_out},), got {tuple(bias.shape)}")
-        bias = np.ascontiguousarray(bias)
+        bias = contiguous(bias)
     stride = as_pair(stride, fn, "stride", minimum=1)
     dilation = as_pair(dilation, fn, "dilation", minimum=1)
     kernel = weight.shape[2:]
@@ -66,7 +66,7 @@ def conv_spec(fn, input, weight, bias, stride, padding, dilation, groups) -> Con
             f"{fn}: kernel size of `weight` {tuple(kernel)} with `dilation` {dilation} can't be greater than "
             f"the padded `input` size ({h + pads[0] + pads[1]}, {w + pads[2] + pads[3]})"
         )
-    return ConvSpec(np.ascontiguousarray(x), np.ascontiguousarray(weight), bias, stride, pads, dilation,
+    return ConvSpec(contiguous(x), contiguous(weight), bias, stride, pads, dilation,
                     groups, out_size, unbatched)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _backend
-from .._checks import as_float_array, check_same_dtype, image_batch
+from .._checks import add_batch_dim, as_device, contiguous, is_device_array, as_float_array, check_same_dtype, image_batch
 from .activation import contiguous, float_input, normalize_dim, rows_along
 from .conv import conv_spec
 from .linear import linear_args
@@ -20,13 +20,13 @@ from .pooling import adaptive_output_size, avg_divisor, pool_spec
 def _grad_like(fn, grad_output, expected_shape, dtype, unbatched=False):
     g = as_float_array(grad_output, fn, "grad_output")
     if unbatched:
-        g = g[None]
+        g = add_batch_dim(g)
     if g.shape != tuple(expected_shape):
         shown = tuple(expected_shape)[1:] if unbatched else tuple(expected_shape)
         raise ValueError(f"{fn}: `grad_output` must have the output's shape {shown}, got {tuple(np.shape(grad_output))}")
     if g.dtype != dtype:
         raise TypeError(f"{fn}: `grad_output` dtype ({g.dtype}) must equal `input` dtype ({dtype})")
-    return np.ascontiguousarray(g)
+    return contiguous(g)
 
 
 def _unbatch(array, unbatched):
@@ -72,6 +72,16 @@ def max_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0,
 def _indices(fn, indices, out_shape, unbatched, in_size):
     if indices is None:
         return None
+    if is_device_array(indices):
+        # Device indices (from a cuda max_pool2d) are checked for dtype and shape only:
+        # a range check would need a reduction on the device.
+        idx = contiguous(as_device(indices))
+        if unbatched:
+            idx = add_batch_dim(idx)
+        if idx.dtype != np.int64 or idx.shape != tuple(out_shape):
+            raise TypeError(f"{fn}: device `indices` must be int64 with the output's shape {tuple(out_shape)}, "
+                            f"got {idx.dtype} {tuple(idx.shape)}")
+        return idx
     idx = np.asarray(indices)
     if unbatched:
         idx = idx[None]
@@ -133,7 +143,7 @@ def linear_backward(grad_output, input, weight, output_mask=(True, True, True), 
     if g.shape != tuple(lead) + (weight.shape[0],):
         raise ValueError(f"{fn}: `grad_output` must have shape {tuple(lead) + (weight.shape[0],)}, got {g.shape}")
     check_same_dtype(g, rows, fn, "grad_output")
-    g = np.ascontiguousarray(g.reshape(-1, weight.shape[0]))
+    g = contiguous(contiguous(g).reshape(-1, weight.shape[0]))
     need = tuple(bool(m) for m in output_mask)
     grad_x, grad_w, grad_b = _backend.kernels("linear", backend, fn).linear_backward(g, rows, weight, *need)
     if grad_x is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _backend
-from .._checks import as_float_array, check_ndim, check_nonempty, check_same_dtype
+from .._checks import contiguous, as_float_array, check_ndim, check_nonempty, check_same_dtype
 
 
 def linear_args(fn, input, weight, bias):
@@ -16,18 +16,19 @@ def linear_args(fn, input, weight, bias):
     weight = as_float_array(weight, fn, "weight")
     check_ndim(weight, (2,), fn, "weight", "(out_features, in_features)")
     check_same_dtype(weight, x, fn, "weight")
-    if x.shape[-1] != weight.shape[1]:
+    in_features = x.shape[x.ndim - 1]  # not shape[-1]: the CUDA simulator's shapes refuse negative indices
+    if in_features != weight.shape[1]:
         raise ValueError(
-            f"{fn}: last dimension of `input` (={x.shape[-1]}) must equal weight.shape[1] (in_features={weight.shape[1]})"
+            f"{fn}: last dimension of `input` (={in_features}) must equal weight.shape[1] (in_features={weight.shape[1]})"
         )
     if bias is not None:
         bias = as_float_array(bias, fn, "bias")
         check_same_dtype(bias, x, fn, "bias")
         if bias.shape != (weight.shape[0],):
             raise ValueError(f"{fn}: `bias` must have shape ({weight.shape[0]},), got {tuple(bias.shape)}")
-        bias = np.ascontiguousarray(bias)
-    rows = np.ascontiguousarray(x.reshape(-1, x.shape[-1]))
-    return rows, np.ascontiguousarray(weight), bias, x.shape[:-1]
+        bias = contiguous(bias)
+    rows = contiguous(contiguous(x).reshape(-1, in_features))
+    return rows, contiguous(weight), bias, x.shape[:-1]
 
 
 def linear(input, weight, bias=None, *, backend=None):

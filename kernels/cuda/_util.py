@@ -262,3 +262,21 @@ def row_norms(a):
     out = empty((a.shape[0],), a.dtype)
     _row_norm_kernel(a.dtype)[a.shape[0], config.CUDA_REDUCE_THREADS](a, out)
     return out
+
+
+@cuda.jit
+def _swap_last_two(src, dst):
+    # dst[a, b, d] = src[a, d, b]
+    i = cuda.grid(1)
+    if i < dst.size:
+        b_size, d_size = dst.shape[1], dst.shape[2]
+        a, b, d = i // (b_size * d_size), (i // d_size) % b_size, i % d_size
+        dst[a, b, d] = src[a, d, b]
+
+
+def swap_last_two(src):
+    """``src.transpose(0, 2, 1)`` as a contiguous device copy of a 3-D device array."""
+    dst = empty((src.shape[0], src.shape[2], src.shape[1]), src.dtype)
+    threads = config.CUDA_THREADS_PER_BLOCK
+    _swap_last_two[blocks_for(dst.size, threads), threads](src, dst)
+    return dst
