@@ -93,11 +93,25 @@ def _cmd_example(args) -> int:
     return 0 if diff < 1e-3 else 1
 
 
+def _cmd_bench(args) -> int:
+    from . import bench
+
+    return bench.main(args)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="fastml", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="versions, threading layer, threads, cache dir, CUDA availability").set_defaults(run=_cmd_info)
     sub.add_parser("example", help="a small conv/pool forward+backward on both backends").set_defaults(run=_cmd_example)
+    bench = sub.add_parser("bench", help="time ops on every backend (reference, cpu, cuda, torch): table, JSON, plot")
+    bench.add_argument("--ops", help="comma-separated ops (default: all): conv2d,max_pool2d,avg_pool2d,relu,...,lstm,gru")
+    bench.add_argument("--shapes", help="comma-separated shape names (conv2d a-e from ANCHORS.md, 'tiny', ...)")
+    bench.add_argument("--quick", action="store_true", help="3 timed runs per peer instead of 10")
+    bench.add_argument("--repeats", type=int, default=None, help="timed runs per peer (median reported)")
+    bench.add_argument("--json", default="fastml-bench.json", help="where to write the results")
+    bench.add_argument("--plot", default="fastml-bench.png", help="bar chart PNG ('' for none)")
+    bench.set_defaults(run=_cmd_bench)
     args = parser.parse_args(argv)
     return args.run(args)
 
