@@ -95,3 +95,6 @@ CUDA_GEMM_TILE = 16
 CUDA_CONV_DIRECT_MAX_TAPS = 256
 # Output pixels per block of the direct conv2d kernel.
 CUDA_CONV_DIRECT_THREADS = 128
+# grad_input of stride-1 convs with few input channels runs the direct kernel
+# as a transposed conv when out_channels/groups is at most this.
+CONV_DIRECT_BACKWARD_MAX_OUT_CHANNELS = 256
