@@ -5,17 +5,59 @@ Machine of record: 2-core AMD EPYC (AVX2 + FMA), float32, 2 threads; see
 """
 
 # --- conv2d (kernels/cpu/conv.py) -------------------------------------------
-# Upper bound on the scratch memory one conv2d call may allocate for its
-# lowered (im2col-style) input; the batch is processed in tiles that fit.
+# Algorithms (see the module docstring):
+#   direct  - few input channels per group (conv a, b): prange over images, a
+#             Numba kernel summing a whole kernel row of taps per pass over the
+#             padded-width plane, 2 output channels at a time; its backward is
+#             the same kernel as a transposed conv (grad_input) plus
+#             register-blocked dot products (grad_weight). No BLAS.
+#   shifted - one BLAS GEMM per kernel tap on a contiguous column slice of the
+#             padded, stride-phase-split input (no im2col); conv c, d, e.
+#   lowered - copy the R*S shifted slices (memcpy rows) and run one GEMM; small
+#             C/groups when the direct kernel doesn't apply (strided backward).
+# Parallelism: prange over batch tiles with single-threaded BLAS inside (never
+# both thread pools at once); batches smaller than the thread count split the
+# GEMM columns instead (conv e).
+#
+# Measurements that chose them (2-core EPYC shared with 3 other jobs, load 4-6,
+# so all timings are noisy; ratio = PyTorch time / fastml time, same process,
+# interleaved, 20 rounds, float32, 2 threads unless said):
+#   before (im2col + one threaded GEMM per tile): fwd a 0.30, b 0.33, c ~0.6
+#   serial driver with threaded BLAS vs prange tiles + 1-thread BLAS, conv c:
+#       0.09-0.25 vs 0.73-0.95 (threaded BLAS stalls on every one of its ~300
+#       calls when the cores are oversubscribed)
+#   direct vs lowered GEMM, fwd a: 1.6-1.9 vs 0.3-0.9; fwd b: 1.1-1.2 vs 0.6-1.0
+#   direct kernel inner loop: 0.27 ns/element (10 FMAs) once every index was a
+#       non-negative loop counter over a sliced view; a runtime offset in the
+#       index kept Numba's negative-index wraparound and ran 12x slower.
+#   1 thread, CPU time (min of 40): grad_weight direct vs lowered a 2.0 vs 7.6 ms,
+#       b 3.8-4.7 vs 4.6-14 ms; grad_input transposed direct vs lowered
+#       a 3.4 vs 6.3 ms, b 4.5 vs 9.1 ms; bias gradient with reassoc 0.09 vs 1.1 ms.
+#
+# Upper bound on the scratch memory one conv2d call may allocate (all workers'
+# tile buffers together); the batch is processed in tiles that fit.
 # Users can change it at run time: fastml.kernels.config.CONV_WORKSPACE_BYTES = ...
 CONV_WORKSPACE_BYTES = 64 * 1024 * 1024
-
-# Below this many input channels per group the forward/backward GEMMs run on a
-# lowered (im2col-like) matrix instead of one shifted GEMM per kernel tap.
+# Below this many input channels per group the GEMM path lowers (one GEMM with
+# a C/groups*R*S reduction) instead of one shifted GEMM per tap (reduction
+# C/groups would starve BLAS).
 CONV_SHIFTED_MIN_CHANNELS = 16
-# Columns (images * phase-plane pixels) per batch tile, to keep the GEMM
-# operands cache-resident.
-CONV_TILE_COLUMNS = 8192
+# Columns (images * phase-plane pixels) per batch tile. Conv c fwd ratio with
+# 4096 / 8192 / 16384 / 32768: 0.69-0.78 / 0.90-1.04 / 1.02-1.10 / 0.97-1.02.
+CONV_TILE_COLUMNS = 16384
+# Forward with at most this many input channels per group runs the direct
+# kernel, if the batch has at least CONV_DIRECT_MIN_IMAGES images (prange
+# over images) and the multiply-adds are under CONV_DIRECT_MAX_WORK.
+CONV_DIRECT_MAX_CHANNELS = 4
+CONV_DIRECT_MIN_IMAGES = 2
+CONV_DIRECT_MAX_WORK = 10**18
+# grad_input of stride-1 convs with few input channels runs the direct kernel
+# as a transposed conv when out_channels/groups is at most this.
+CONV_DIRECT_BACKWARD_MAX_OUT_CHANNELS = 256
+# The GEMM drivers run whole tiles on prange workers (BLAS single-threaded
+# inside) when every thread gets at least this many images; else the workers
+# split the GEMM columns of each tile (conv e, N=1: 0.52-1.0 -> 2.6-3.9).
+CONV_PARALLEL_MIN_IMAGES_PER_THREAD = 1
 
 # --- pooling and elementwise (kernels/cpu/pool.py, kernels/cpu/activation.py) ---
 # Measured N32 C64 32x32 float32, one thread (NUMBA_NUM_THREADS=1, torch 1
@@ -59,16 +101,6 @@ POOL_INT32_PLANE_LIMIT = 2**31
 # LSTM T50 I128 forward, 1 thread, BLAS vs loop: H64 N4 0.61 vs 0.50 ms,
 # N8 0.88 vs 1.05 ms; H256 N4 5.5 vs 5.1 ms, N8 8.2 vs 10.8 ms.
 RECURRENT_BLAS_MIN_BATCH = 8
-# Forward with at most this many input channels per group runs the direct
-# (no-BLAS, prange over images) kernel, if the batch has at least
-# CONV_DIRECT_MIN_IMAGES images and the multiply-adds are under CONV_DIRECT_MAX_WORK.
-CONV_DIRECT_MAX_CHANNELS = 4
-CONV_DIRECT_MIN_IMAGES = 2
-CONV_DIRECT_MAX_WORK = 10**18
-# The GEMM drivers run whole tiles on prange workers (BLAS single-threaded
-# inside) when every thread gets at least this many images; else one tile
-# loop with BLAS's own threads (conv e, N=1).
-CONV_PARALLEL_MIN_IMAGES_PER_THREAD = 1
 
 # --- CUDA (kernels/cuda/*.py) -------------------------------------------------
 # Launch configuration of the numba.cuda kernels. NOT yet measured on a GPU:
@@ -95,6 +127,3 @@ CUDA_GEMM_TILE = 16
 CUDA_CONV_DIRECT_MAX_TAPS = 256
 # Output pixels per block of the direct conv2d kernel.
 CUDA_CONV_DIRECT_THREADS = 128
-# grad_input of stride-1 convs with few input channels runs the direct kernel
-# as a transposed conv when out_channels/groups is at most this.
-CONV_DIRECT_BACKWARD_MAX_OUT_CHANNELS = 256

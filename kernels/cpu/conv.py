@@ -743,7 +743,9 @@ def _plan(x, weight, stride, padding, buffers_per_column, workers=1):
     per_image = buffers_per_column * hq * wq * x.itemsize
     by_memory = config.CONV_WORKSPACE_BYTES // workers // max(per_image, 1)
     by_cache = max(1, config.CONV_TILE_COLUMNS // (hq * wq))
-    return hq, wq, int(max(1, min(n, by_memory, by_cache)))
+    tile = int(max(1, min(n, by_memory, by_cache)))
+    # even tiles: 16 images in tiles of at most 7 run as 6+5+5, not 7+7+2
+    return hq, wq, -(-n // -(-n // tile))
 
 
 def _taps(weight):
