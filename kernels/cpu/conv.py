@@ -1,33 +1,42 @@
-"""2-D convolution on the CPU: phase-split input, shifted GEMMs in BLAS.
+"""2-D convolution on the CPU: a direct Numba kernel for few channels, shifted GEMMs otherwise.
 
-The trick (the "padded-width" formulation): pad a tile of images and split it
-into its ``sh*sw`` stride phases, ``xp[c, ph, pw, n, a, b] = x_pad[n, c, a*sh + ph,
-b*sw + pw]``, every phase plane flattened to ``Hq*Wq`` columns and the tile's
-images laid side by side. Output position ``(n, i, j)`` becomes column
-``q = n*Hq*Wq + i*Wq + j``, and kernel tap ``(r, s)`` reads phase
+The trick shared by every path (the "padded-width" formulation): pad a tile
+of images and split it into its ``sh*sw`` stride phases, ``xp[c, ph, pw, n, a, b]
+= x_pad[n, c, a*sh + ph, b*sw + pw]``, every phase plane flattened to ``Hq*Wq``
+columns and the tile's images laid side by side. Output position ``(n, i, j)``
+becomes column ``q = n*Hq*Wq + i*Wq + j``, and kernel tap ``(r, s)`` reads phase
 ``(r*dh % sh, s*dw % sw)`` at column ``q + (r*dh // sh)*Wq + (s*dw // sw)``: a
-*contiguous* column slice of that phase. So the convolution is R*S GEMMs
-``ext += W_rs @ xp[:, phase_rs, off_rs : off_rs + L]`` (beta = 1, leading
-dimensions instead of copies), with no im2col at all. Columns ``j >= out_w``
-(and rows ``i >= out_h``) of ``ext`` are garbage and are dropped when ``ext``
-is scattered to NCHW. Two variants:
+*contiguous* column slice of that phase. Columns ``j >= out_w`` (and rows
+``i >= out_h``) of the result are garbage and are dropped when it is scattered
+to NCHW. Algorithms (chosen in ``conv2d_forward``/``conv2d_backward`` from the
+thresholds in ``config.py``, where the measurements are):
 
-* ``shifted``: one GEMM per tap and group, reduction length C/groups. No
-  lowering; best when C/groups is large (conv c, d, e).
-* ``lowered``: copy the R*S shifted slices into ``col`` (C/groups*R*S rows,
-  each a plain memcpy) and run one GEMM per group; best for small C (conv a, b),
-  where a reduction of C/groups would starve BLAS.
+* ``direct`` (C/groups <= CONV_DIRECT_MAX_CHANNELS; conv a, b): no BLAS. prange
+  over images; per image, two output channels at a time, each pass over the
+  contiguous plane adds a whole kernel row of taps (``_row_taps``), so every
+  store carries 2*S multiply-adds. Backward for stride 1: grad_input is the
+  same kernel run as a transposed conv (flipped, transposed weight),
+  grad_weight is register-blocked dot products (``_row_dots``) into per-worker
+  accumulators.
+* ``shifted`` (C/groups >= CONV_SHIFTED_MIN_CHANNELS; conv c, d, e): R*S GEMMs
+  ``ext += W_rs @ xp[:, phase_rs, off_rs : off_rs + L]`` (beta = 1, leading
+  dimensions instead of copies), no im2col at all. Backward: grad_weight is
+  ``gext @ xp_slice.T`` per tap, grad_input ``W_rs.T @ gext`` added into the
+  matching slice of a phase-split buffer, then un-split; ``gext`` is
+  grad_output in the column layout with zeros in the garbage columns.
+* ``lowered`` (the rest): the R*S shifted slices are copied into ``col`` (each
+  row a memcpy) and one GEMM per group does the work.
 
-Backward uses the same layout: grad_output is gathered into ``gext`` (zeros in
-the garbage columns), grad_weight is ``gext @ xp_slice.T`` per tap (or
-``gext @ col.T``), grad_input is ``W_rs.T @ gext`` added into the matching
-slice of a phase-split buffer (or ``W.T @ gext`` then col2im), then
-un-split. All loops are serial Numba; the only parallelism is BLAS's own
-threads (mixing a prange region with BLAS calls thrashes the 2 cores, see
-ANCHORS.md). BLAS is reached through Numba's own ``numba_xxgemm`` helper
-(SciPy's cython_blas underneath), resolved by symbol name, so ``cache=True``
-keeps working. The batch is tiled so the scratch buffers of one call stay
-under ``config.CONV_WORKSPACE_BYTES`` (read at call time).
+Parallelism is one kind at a time (ANCHORS.md: mixing prange with threaded
+BLAS thrashes 2 cores): the GEMM paths run whole batch tiles on prange
+workers with SciPy's OpenBLAS set to one thread for the call (or split the
+GEMM columns when the batch is smaller than the thread count); the serial
+driver with BLAS's own threads is the fallback when that OpenBLAS can't be
+found. BLAS is reached through Numba's own ``numba_xxgemm`` helper (SciPy's
+cython_blas underneath), resolved by symbol name, so ``cache=True`` keeps
+working (no function pointer is baked into the compiled code). The batch is
+tiled so the scratch buffers of one call (all workers together) stay under
+``config.CONV_WORKSPACE_BYTES``, read at call time.
 """
 from __future__ import annotations
 
