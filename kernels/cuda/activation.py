@@ -23,87 +23,103 @@ def _launch(kernel, count, *args):
     kernel[blocks_for(count, threads), threads](*args)
 
 
-@cuda.jit
-def _relu(x, out):
-    i = cuda.grid(1)
-    if i < x.shape[0]:
-        v = x[i]
-        out[i] = 0 if v < 0 else v  # NaN is not < 0: it stays NaN
+_ELEMENTWISE: dict = {}
 
 
-@cuda.jit
-def _relu_backward(g, x, out):
-    i = cuda.grid(1)
-    if i < x.shape[0]:
-        out[i] = 0 if x[i] <= 0 else g[i]
+def _elementwise(dtype):
+    """The elementwise kernels for one dtype: constants typed as the data (no float64 promotion of float32 math)."""
+    key = np.dtype(dtype)
+    if key in _ELEMENTWISE:
+        return _ELEMENTWISE[key]
+    nb_type = numba.from_dtype(key)
+    zero, one = nb_type(0), nb_type(1)
+
+    @cuda.jit
+    def _relu(x, out):
+        i = cuda.grid(1)
+        if i < x.shape[0]:
+            v = x[i]
+            out[i] = zero if v < zero else v  # NaN is not < 0: it stays NaN
 
 
-@cuda.jit
-def _sigmoid(x, out):
-    i = cuda.grid(1)
-    if i < x.shape[0]:
-        v = x[i]
-        z = math.exp(-abs(v))
-        out[i] = 1 / (1 + z) if v >= 0 else z / (1 + z)
+    @cuda.jit
+    def _relu_backward(g, x, out):
+        i = cuda.grid(1)
+        if i < x.shape[0]:
+            out[i] = zero if x[i] <= zero else g[i]
 
 
-@cuda.jit
-def _sigmoid_backward(g, y, out):
-    i = cuda.grid(1)
-    if i < y.shape[0]:
-        out[i] = g[i] * y[i] * (1 - y[i])
+    @cuda.jit
+    def _sigmoid(x, out):
+        i = cuda.grid(1)
+        if i < x.shape[0]:
+            v = x[i]
+            z = math.exp(-abs(v))
+            out[i] = one / (one + z) if v >= zero else z / (one + z)
 
 
-@cuda.jit
-def _tanh(x, out):
-    i = cuda.grid(1)
-    if i < x.shape[0]:
-        out[i] = math.tanh(x[i])
+    @cuda.jit
+    def _sigmoid_backward(g, y, out):
+        i = cuda.grid(1)
+        if i < y.shape[0]:
+            out[i] = g[i] * y[i] * (one - y[i])
 
 
-@cuda.jit
-def _tanh_backward(g, y, out):
-    i = cuda.grid(1)
-    if i < y.shape[0]:
-        out[i] = g[i] * (1 - y[i] * y[i])
+    @cuda.jit
+    def _tanh(x, out):
+        i = cuda.grid(1)
+        if i < x.shape[0]:
+            out[i] = math.tanh(x[i])
 
 
-def _unary(kernel, x):
+    @cuda.jit
+    def _tanh_backward(g, y, out):
+        i = cuda.grid(1)
+        if i < y.shape[0]:
+            out[i] = g[i] * (one - y[i] * y[i])
+
+    kernels = {"relu": _relu, "relu_backward": _relu_backward, "sigmoid": _sigmoid,
+               "sigmoid_backward": _sigmoid_backward, "tanh": _tanh, "tanh_backward": _tanh_backward}
+    _ELEMENTWISE[key] = kernels
+    return kernels
+
+
+def _unary(name, x):
     x = to_device(x)
     out = empty(x.shape, x.dtype)
-    _launch(kernel, x.shape[0], x, out)
+    _launch(_elementwise(x.dtype)[name], x.shape[0], x, out)
     return out
 
 
-def _binary(kernel, g, saved):
+def _binary(name, g, saved):
     g, saved = to_device(g), to_device(saved)
     out = empty(saved.shape, saved.dtype)
-    _launch(kernel, saved.shape[0], g, saved, out)
+    _launch(_elementwise(saved.dtype)[name], saved.shape[0], g, saved, out)
     return out
 
 
 def relu(x):
-    return _unary(_relu, x)
+    return _unary("relu", x)
 
 
 def relu_backward(grad_out, x):
-    return _binary(_relu_backward, grad_out, x)
+    return _binary("relu_backward", grad_out, x)
 
 
 def sigmoid(x):
-    return _unary(_sigmoid, x)
+    return _unary("sigmoid", x)
 
 
 def sigmoid_backward(grad_out, y):
-    return _binary(_sigmoid_backward, grad_out, y)
+    return _binary("sigmoid_backward", grad_out, y)
 
 
 def tanh(x):
-    return _unary(_tanh, x)
+    return _unary("tanh", x)
 
 
 def tanh_backward(grad_out, y):
-    return _binary(_tanh_backward, grad_out, y)
+    return _binary("tanh_backward", grad_out, y)
 
 
 # --- row ops: one block per row, shared-memory tree reductions --------------------------------------
@@ -145,7 +161,7 @@ def _row_kernel(dtype):
         cols = a.shape[1]
         partial = cuda.shared.array(threads, nb_type)
         if op == SOFTMAX or op == LOG_SOFTMAX:
-            best = -math.inf
+            best = nb_type(-math.inf)
             for j in range(t, cols, threads):
                 v = a[row, j]
                 if v > best or v != v:

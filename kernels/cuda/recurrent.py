@@ -18,7 +18,10 @@ and column sums over the whole sequence.
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
+import numba
+import numpy as np
 from numba import cuda
 
 from ..reference.recurrent import GATE_COUNT
@@ -28,79 +31,183 @@ from ._util import blocks_for, broadcast_rows, column_sums, copy_into, empty, fi
 MODE_IDS = {"rnn_tanh": 0, "rnn_relu": 1, "lstm": 2, "gru": 3, "gru_reset_before": 4}
 
 
-@cuda.jit(device=True)
-def _sigmoid(v):
-    return 0.5 + 0.5 * math.tanh(0.5 * v)  # = 1/(1+exp(-v)) without overflow
+_KERNELS: dict = {}
 
 
-@cuda.jit
-def _reset_hidden(t, gx, gh, h, slot, rh):
-    # gru_reset_before: rh[slot] = r * h, with r from the r blocks of gx and gh.
-    index = cuda.grid(1)
-    batch, hidden = h.shape
-    if index < batch * hidden:
+def _kernels(dtype):
+    """The time-step kernels for one dtype: constants typed as the data (no float64 promotion of float32 math)."""
+    key = np.dtype(dtype)
+    if key in _KERNELS:
+        return _KERNELS[key]
+    nb_type = numba.from_dtype(key)
+    zero, one, half = nb_type(0), nb_type(1), nb_type(0.5)
+
+    @cuda.jit(device=True)
+    def sigmoid(v):
+        return half + half * math.tanh(half * v)  # = 1/(1+exp(-v)) without overflow
+
+
+    @cuda.jit
+    def _reset_hidden(t, gx, gh, h, slot, rh):
+        # gru_reset_before: rh[slot] = r * h, with r from the r blocks of gx and gh.
+        index = cuda.grid(1)
+        batch, hidden = h.shape
+        if index < batch * hidden:
+            n, j = index // hidden, index % hidden
+            r = sigmoid(gx[t * batch + n, j] + gh[n, j])
+            rh[slot, n, j] = r * h[n, j]
+
+
+    @cuda.jit
+    def _step(mode, t, gx, gh, h, c, lengths, out, keep, hprev, cprev, gates, extra):
+        index = cuda.grid(1)
+        batch, hidden = h.shape
+        if index >= batch * hidden:
+            return
         n, j = index // hidden, index % hidden
-        r = _sigmoid(gx[t * batch + n, j] + gh[n, j])
-        rh[slot, n, j] = r * h[n, j]
-
-
-@cuda.jit
-def _step(mode, t, gx, gh, h, c, lengths, out, keep, hprev, cprev, gates, extra):
-    index = cuda.grid(1)
-    batch, hidden = h.shape
-    if index >= batch * hidden:
-        return
-    n, j = index // hidden, index % hidden
-    row = t * batch + n
-    active = t < lengths[n]
-    h_old = h[n, j]
-    if keep:
-        hprev[t, n, j] = h_old
-    if mode <= 1:
-        pre = gx[row, j] + gh[n, j]
-        if mode == 0:
-            h_new = math.tanh(pre)
+        row = t * batch + n
+        active = t < lengths[n]
+        h_old = h[n, j]
+        if keep:
+            hprev[t, n, j] = h_old
+        if mode <= 1:
+            pre = gx[row, j] + gh[n, j]
+            if mode == 0:
+                h_new = math.tanh(pre)
+            else:
+                h_new = zero if pre < zero else pre
+            if keep:
+                gates[t, n, j] = h_new
+        elif mode == 2:
+            i = sigmoid(gx[row, j] + gh[n, j])
+            f = sigmoid(gx[row, hidden + j] + gh[n, hidden + j])
+            g = math.tanh(gx[row, 2 * hidden + j] + gh[n, 2 * hidden + j])
+            o = sigmoid(gx[row, 3 * hidden + j] + gh[n, 3 * hidden + j])
+            c_old = c[n, j]
+            c_new = f * c_old + i * g
+            tanh_c = math.tanh(c_new)
+            h_new = o * tanh_c
+            if keep:
+                cprev[t, n, j] = c_old
+                gates[t, n, j] = i
+                gates[t, n, hidden + j] = f
+                gates[t, n, 2 * hidden + j] = g
+                gates[t, n, 3 * hidden + j] = o
+                extra[t, n, j] = tanh_c
+            if active:
+                c[n, j] = c_new
         else:
-            h_new = 0 if pre < 0 else pre
-        if keep:
-            gates[t, n, j] = h_new
-    elif mode == 2:
-        i = _sigmoid(gx[row, j] + gh[n, j])
-        f = _sigmoid(gx[row, hidden + j] + gh[n, hidden + j])
-        g = math.tanh(gx[row, 2 * hidden + j] + gh[n, 2 * hidden + j])
-        o = _sigmoid(gx[row, 3 * hidden + j] + gh[n, 3 * hidden + j])
-        c_old = c[n, j]
-        c_new = f * c_old + i * g
-        tanh_c = math.tanh(c_new)
-        h_new = o * tanh_c
-        if keep:
-            cprev[t, n, j] = c_old
-            gates[t, n, j] = i
-            gates[t, n, hidden + j] = f
-            gates[t, n, 2 * hidden + j] = g
-            gates[t, n, 3 * hidden + j] = o
-            extra[t, n, j] = tanh_c
+            r = sigmoid(gx[row, j] + gh[n, j])
+            z = sigmoid(gx[row, hidden + j] + gh[n, hidden + j])
+            gh_n = gh[n, 2 * hidden + j]  # reset_after: h W_hn^T + b_hn; reset_before: (r*h) W_hn^T + b_hn
+            if mode == 3:
+                cand = math.tanh(gx[row, 2 * hidden + j] + r * gh_n)
+            else:
+                cand = math.tanh(gx[row, 2 * hidden + j] + gh_n)
+            h_new = (one - z) * cand + z * h_old
+            if keep:
+                gates[t, n, j] = r
+                gates[t, n, hidden + j] = z
+                gates[t, n, 2 * hidden + j] = cand
+                extra[t, n, j] = gh_n
         if active:
-            c[n, j] = c_new
-    else:
-        r = _sigmoid(gx[row, j] + gh[n, j])
-        z = _sigmoid(gx[row, hidden + j] + gh[n, hidden + j])
-        gh_n = gh[n, 2 * hidden + j]  # reset_after: h W_hn^T + b_hn; reset_before: (r*h) W_hn^T + b_hn
-        if mode == 3:
-            cand = math.tanh(gx[row, 2 * hidden + j] + r * gh_n)
+            out[t, n, j] = h_new
+            h[n, j] = h_new
         else:
-            cand = math.tanh(gx[row, 2 * hidden + j] + gh_n)
-        h_new = (1 - z) * cand + z * h_old
-        if keep:
-            gates[t, n, j] = r
-            gates[t, n, hidden + j] = z
-            gates[t, n, 2 * hidden + j] = cand
-            extra[t, n, j] = gh_n
-    if active:
-        out[t, n, j] = h_new
-        h[n, j] = h_new
-    else:
-        out[t, n, j] = 0
+            out[t, n, j] = zero
+
+
+    @cuda.jit
+    def _step_backward(mode, t, grad_out, lengths, dh_next, dc_next, hprev, cprev, gates, extra, dgx, dgh, dh_all):
+        index = cuda.grid(1)
+        batch, hidden = dh_next.shape
+        if index >= batch * hidden:
+            return
+        n, j = index // hidden, index % hidden
+        row = t * batch + n
+        active = t < lengths[n]
+        dh = dh_next[n, j]
+        if active:
+            dh += grad_out[t, n, j]
+        dh_all[t, index] = dh
+        if mode <= 1:
+            act = gates[t, n, j]
+            if mode == 0:
+                dpre = dh * (one - act * act)
+            else:
+                dpre = dh if act > zero else zero * dh
+            if not active:
+                dpre = zero * dh
+            dgx[row, j] = dpre
+            dgh[row, j] = dpre
+            dh_next[n, j] = zero if active else dh
+        elif mode == 2:
+            i = gates[t, n, j]
+            f = gates[t, n, hidden + j]
+            g = gates[t, n, 2 * hidden + j]
+            o = gates[t, n, 3 * hidden + j]
+            tanh_c = extra[t, n, j]
+            dc = dc_next[n, j] + dh * o * (one - tanh_c * tanh_c)
+            keep_grad = one if active else zero
+            di = dc * g * i * (one - i) * keep_grad
+            df = dc * cprev[t, n, j] * f * (one - f) * keep_grad
+            dg = dc * i * (one - g * g) * keep_grad
+            do = dh * tanh_c * o * (one - o) * keep_grad
+            dgx[row, j] = di
+            dgx[row, hidden + j] = df
+            dgx[row, 2 * hidden + j] = dg
+            dgx[row, 3 * hidden + j] = do
+            dgh[row, j] = di
+            dgh[row, hidden + j] = df
+            dgh[row, 2 * hidden + j] = dg
+            dgh[row, 3 * hidden + j] = do
+            if active:
+                dh_next[n, j] = zero
+                dc_next[n, j] = dc * f
+            else:
+                dh_next[n, j] = dh
+        else:
+            r = gates[t, n, j]
+            z = gates[t, n, hidden + j]
+            cand = gates[t, n, 2 * hidden + j]
+            gh_n = extra[t, n, j]
+            keep_grad = one if active else zero
+            dn = dh * (one - z) * (one - cand * cand) * keep_grad
+            dz = dh * (hprev[t, n, j] - cand) * z * (one - z) * keep_grad
+            dgx[row, hidden + j] = dz
+            dgh[row, hidden + j] = dz
+            dgx[row, 2 * hidden + j] = dn
+            if mode == 3:
+                dr = dn * gh_n * r * (one - r)
+                dgx[row, j] = dr
+                dgh[row, j] = dr
+                dgh[row, 2 * hidden + j] = dn * r
+            else:
+                dgh[row, 2 * hidden + j] = dn  # dr needs dn W_hn first (_reset_backward)
+            dh_next[n, j] = dh * z if active else dh
+
+
+    @cuda.jit
+    def _reset_backward(t, d_rh, lengths, hprev, gates, dgx, dgh, dh_next):
+        index = cuda.grid(1)
+        batch, hidden = dh_next.shape
+        if index >= batch * hidden:
+            return
+        n, j = index // hidden, index % hidden
+        row = t * batch + n
+        r = gates[t, n, j]
+        if t < lengths[n]:
+            dr = d_rh[n, j] * hprev[t, n, j] * r * (one - r)
+            dh_next[n, j] += d_rh[n, j] * r
+        else:
+            dr = zero * r
+        dgx[row, j] = dr
+        dgh[row, j] = dr
+
+    kernels = SimpleNamespace(reset_hidden=_reset_hidden, step=_step, step_backward=_step_backward,
+                              reset_backward=_reset_backward)
+    _KERNELS[key] = kernels
+    return kernels
 
 
 def _order(seq_len, reverse):
@@ -120,6 +227,7 @@ def recurrent_forward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse,
     gate_width = GATE_COUNT[mode] * hidden
     dtype = x.dtype
     mode_id = MODE_IDS[mode]
+    k = _kernels(dtype)
     # Input projection of every step at once: gx = x W_ih^T + b_ih, (T*N, G*H).
     gx = broadcast_rows(b_ih, empty((seq_len * batch, gate_width), dtype))
     gemm(x.reshape(seq_len * batch, in_size), w_ih, gx, trans_b=True, beta=1.0)
@@ -142,104 +250,16 @@ def recurrent_forward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse,
         if mode == "gru_reset_before":
             gemm(h, w_hh[:2 * hidden], gh[:, :2 * hidden], trans_b=True, beta=1.0)
             slot = t if keep else 0
-            _launch(_reset_hidden, batch * hidden, t, gx, gh, h, slot, rh)
+            _launch(k.reset_hidden, batch * hidden, t, gx, gh, h, slot, rh)
             gemm(rh[slot], w_hh[2 * hidden:], gh[:, 2 * hidden:], trans_b=True, beta=1.0)
         else:
             gemm(h, w_hh, gh, trans_b=True, beta=1.0)
-        _launch(_step, batch * hidden, mode_id, t, gx, gh, h, c, lengths, out, bool(keep),
+        _launch(k.step, batch * hidden, mode_id, t, gx, gh, h, c, lengths, out, bool(keep),
                 hprev, cprev, gates, extra)
     saved = None
     if keep:
         saved = (mode, x, w_ih, w_hh, lengths, reverse, hprev, cprev, gates, extra, rh)
     return out, h, (c if mode == "lstm" else None), saved
-
-
-@cuda.jit
-def _step_backward(mode, t, grad_out, lengths, dh_next, dc_next, hprev, cprev, gates, extra, dgx, dgh, dh_all):
-    index = cuda.grid(1)
-    batch, hidden = dh_next.shape
-    if index >= batch * hidden:
-        return
-    n, j = index // hidden, index % hidden
-    row = t * batch + n
-    active = t < lengths[n]
-    dh = dh_next[n, j]
-    if active:
-        dh += grad_out[t, n, j]
-    dh_all[t, index] = dh
-    if mode <= 1:
-        act = gates[t, n, j]
-        if mode == 0:
-            dpre = dh * (1 - act * act)
-        else:
-            dpre = dh if act > 0 else 0 * dh
-        if not active:
-            dpre = 0 * dh
-        dgx[row, j] = dpre
-        dgh[row, j] = dpre
-        dh_next[n, j] = 0 if active else dh
-    elif mode == 2:
-        i = gates[t, n, j]
-        f = gates[t, n, hidden + j]
-        g = gates[t, n, 2 * hidden + j]
-        o = gates[t, n, 3 * hidden + j]
-        tanh_c = extra[t, n, j]
-        dc = dc_next[n, j] + dh * o * (1 - tanh_c * tanh_c)
-        keep_grad = 1 if active else 0
-        di = dc * g * i * (1 - i) * keep_grad
-        df = dc * cprev[t, n, j] * f * (1 - f) * keep_grad
-        dg = dc * i * (1 - g * g) * keep_grad
-        do = dh * tanh_c * o * (1 - o) * keep_grad
-        dgx[row, j] = di
-        dgx[row, hidden + j] = df
-        dgx[row, 2 * hidden + j] = dg
-        dgx[row, 3 * hidden + j] = do
-        dgh[row, j] = di
-        dgh[row, hidden + j] = df
-        dgh[row, 2 * hidden + j] = dg
-        dgh[row, 3 * hidden + j] = do
-        if active:
-            dh_next[n, j] = 0
-            dc_next[n, j] = dc * f
-        else:
-            dh_next[n, j] = dh
-    else:
-        r = gates[t, n, j]
-        z = gates[t, n, hidden + j]
-        cand = gates[t, n, 2 * hidden + j]
-        gh_n = extra[t, n, j]
-        keep_grad = 1 if active else 0
-        dn = dh * (1 - z) * (1 - cand * cand) * keep_grad
-        dz = dh * (hprev[t, n, j] - cand) * z * (1 - z) * keep_grad
-        dgx[row, hidden + j] = dz
-        dgh[row, hidden + j] = dz
-        dgx[row, 2 * hidden + j] = dn
-        if mode == 3:
-            dr = dn * gh_n * r * (1 - r)
-            dgx[row, j] = dr
-            dgh[row, j] = dr
-            dgh[row, 2 * hidden + j] = dn * r
-        else:
-            dgh[row, 2 * hidden + j] = dn  # dr needs dn W_hn first (_reset_backward)
-        dh_next[n, j] = dh * z if active else dh
-
-
-@cuda.jit
-def _reset_backward(t, d_rh, lengths, hprev, gates, dgx, dgh, dh_next):
-    index = cuda.grid(1)
-    batch, hidden = dh_next.shape
-    if index >= batch * hidden:
-        return
-    n, j = index // hidden, index % hidden
-    row = t * batch + n
-    r = gates[t, n, j]
-    if t < lengths[n]:
-        dr = d_rh[n, j] * hprev[t, n, j] * r * (1 - r)
-        dh_next[n, j] += d_rh[n, j] * r
-    else:
-        dr = 0 * r
-    dgx[row, j] = dr
-    dgh[row, j] = dr
 
 
 def recurrent_backward(saved, grad_out, grad_h_n, grad_c_n, bptt_steps):
@@ -250,6 +270,7 @@ def recurrent_backward(saved, grad_out, grad_h_n, grad_c_n, bptt_steps):
     gate_width = GATE_COUNT[mode] * hidden
     dtype = x.dtype
     mode_id = MODE_IDS[mode]
+    k = _kernels(dtype)
     state = (batch, hidden)
     dh_next = zeros(state, dtype) if grad_h_n is None else copy_into(to_device(grad_h_n), empty(state, dtype))
     dc_next = None
@@ -264,11 +285,11 @@ def recurrent_backward(saved, grad_out, grad_h_n, grad_c_n, bptt_steps):
     for s in range(seq_len - 1, -1, -1):
         t = order[s]
         rows = slice(t * batch, (t + 1) * batch)
-        _launch(_step_backward, count, mode_id, t, grad_out, lengths, dh_next,
+        _launch(k.step_backward, count, mode_id, t, grad_out, lengths, dh_next,
                 dc_next if dc_next is not None else dh_next, hprev, cprev, gates, extra, dgx, dgh, dh_all)
         if mode == "gru_reset_before":
             gemm(dgh[rows, 2 * hidden:], w_hh[2 * hidden:], d_rh)
-            _launch(_reset_backward, count, t, d_rh, lengths, hprev, gates, dgx, dgh, dh_next)
+            _launch(k.reset_backward, count, t, d_rh, lengths, hprev, gates, dgx, dgh, dh_next)
             gemm(dgh[rows, :2 * hidden], w_hh[:2 * hidden], dh_next, beta=1.0)
         else:
             gemm(dgh[rows], w_hh, dh_next, beta=1.0)
