@@ -112,3 +112,78 @@ def rows_along(array, dim):
         return swap_last_two(out.reshape(outer, inner, shape[dim])).reshape(shape)
 
     return rows, restore
+
+
+# --- the few array operations the layers and the recurrent driver need on either side ------------------
+def _util():
+    from .kernels.cuda import _util
+
+    return _util
+
+
+def zeros(shape, dtype, on_device: bool):
+    """A zero array on the device (``on_device``) or the host."""
+    if on_device:
+        return _util().zeros(shape, dtype)
+    return np.zeros(shape, dtype=dtype)
+
+
+def empty(shape, dtype, on_device: bool):
+    if on_device:
+        return _util().empty(shape, dtype)
+    return np.empty(shape, dtype=dtype)
+
+
+def copy_into(dst, src):
+    """``dst[...] = src`` where ``dst`` is a view (of a device array, or of a host array)."""
+    if is_device_array(dst):
+        _util().copy_into(to_device(src), dst)
+    else:
+        dst[...] = src
+    return dst
+
+
+def add(a, b):
+    """``a + b`` (same shape), on the device when ``a`` is a device array."""
+    if is_device_array(a):
+        return _util().add(contiguous(as_device(a)), contiguous(to_device(b)))
+    return a + b
+
+
+def multiply(a, b):
+    """``a * b`` (same shape), on the device when ``a`` is a device array."""
+    if is_device_array(a):
+        return _util().multiply(contiguous(as_device(a)), contiguous(to_device(b)))
+    return a * b
+
+
+def accumulate(target, value):
+    """``target += value`` in place (gradient accumulation), on the device when ``target`` is there."""
+    if is_device_array(target):
+        _util().axpy(1, contiguous(to_device(value)), target)
+    else:
+        target += to_host(value)
+    return target
+
+
+def fill_zero(array):
+    if is_device_array(array):
+        _util().fill(array, 0)
+    else:
+        array.fill(0)
+    return array
+
+
+def swap_first_two(array):
+    """``array.transpose(1, 0, 2)`` of a 3-D array, contiguous (time-major <-> batch-major)."""
+    if is_device_array(array):
+        return _util().swap_first_two(contiguous(as_device(array)))
+    return np.ascontiguousarray(array.transpose(1, 0, 2))
+
+
+def count_outside(values, low: int, high: int) -> int:
+    """How many entries of an integer device array lie outside ``[low, high)``.
+
+    One counting kernel on the device; only the count (one int) comes back to the host.
+    """
+    return _util().count_outside(contiguous(as_device(values)), low, high)

@@ -76,7 +76,8 @@ class Optimizer:
     ``params`` is a fastml Module (its parameters and gradients are found by key at every step, so it
     keeps working after ``load_state_dict``), a Module's ``params`` view, a dict of arrays, or an iterable
     of arrays such as ``model.parameters()`` (then pass the gradients to :meth:`step`, in the same order).
-    Arrays are updated in place.
+    Arrays are updated in place. Host (NumPy) arrays only: ``step()`` raises TypeError for a model moved
+    with ``.to("cuda")`` (there are no device update kernels yet).
     """
 
     def __init__(self, params, defaults: dict):
@@ -137,8 +138,14 @@ class Optimizer:
 
     def step(self, grads=None) -> None:
         """Update every parameter in place from its gradient (``grads`` needed only for bare arrays)."""
+        pairs = self._pairs(grads)
+        for key, param, _ in pairs:
+            if not isinstance(param, np.ndarray):
+                raise TypeError(f"{type(self).__name__}.step: parameter {key!r} is a CUDA device array; the "
+                                f"optimizers update host (NumPy) arrays only: train on 'cpu', or move the model "
+                                f"back with model.to('cpu') before step()")
         self.step_count += 1
-        for key, param, grad in self._pairs(grads):
+        for key, param, grad in pairs:
             state = self.state.setdefault(key, {})
             self._update(param, grad.astype(param.dtype, copy=False), state)
 

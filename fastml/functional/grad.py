@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _backend
+from ..device import count_outside
 from .._checks import add_batch_dim, as_device, contiguous, is_device_array, as_float_array, check_same_dtype, image_batch
 from .activation import contiguous, float_input, normalize_dim, rows_along
 from .conv import conv_spec
@@ -73,14 +74,19 @@ def _indices(fn, indices, out_shape, unbatched, in_size):
     if indices is None:
         return None
     if is_device_array(indices):
-        # Device indices (from a cuda max_pool2d) are checked for dtype and shape only:
-        # a range check would need a reduction on the device.
+        # Device indices (from a cuda max_pool2d) stay there: the range is checked by a counting
+        # kernel, and only the count of bad entries comes back to the host.
         idx = contiguous(as_device(indices))
         if unbatched:
             idx = add_batch_dim(idx)
         if idx.dtype != np.int64 or idx.shape != tuple(out_shape):
             raise TypeError(f"{fn}: device `indices` must be int64 with the output's shape {tuple(out_shape)}, "
                             f"got {idx.dtype} {tuple(idx.shape)}")
+        plane = in_size[0] * in_size[1]
+        bad = count_outside(idx, 0, plane)
+        if bad:
+            raise ValueError(f"{fn}: `indices` must lie in [0, {plane}) (flat positions in the input plane), "
+                             f"got {bad} entries outside")
         return idx
     idx = np.asarray(indices)
     if unbatched:

@@ -6,6 +6,13 @@ whole ``(T, N, I)`` sequence and receive contiguous arrays of one dtype,
 biases (zeros where a layer has none), int64 ``lengths`` and plain flags.
 The gate equations and layout are documented in
 ``kernels/reference/recurrent.py``.
+
+On the ``"cuda"`` backend :func:`rnn_sequence` and :func:`rnn_sequence_backward`
+keep everything on the device: host inputs, states and weights are copied
+there once per call (device arrays are used in place), the layout changes
+(``batch_first``, the bidirectional concatenation and split) are device
+copy kernels, and every result is a device array. Only ``lengths`` (N ints)
+and the dropout masks are made on the host and copied over.
 """
 from __future__ import annotations
 
@@ -14,7 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import _backend
-from .._checks import as_float_array, as_int, check_choice
+from .._checks import as_float_array, as_int, check_choice, contiguous
+from ..device import add, copy_into, empty, is_device_array, multiply, swap_first_two, to_device, to_host, zeros
 from ..kernels.reference.recurrent import GATE_COUNT
 
 NONLINEARITIES = ("tanh", "relu")
@@ -36,18 +44,18 @@ def _float_like(fn, value, name, dtype, shape, shown_shape=None):
         raise TypeError(f"{fn}: `{name}` dtype ({array.dtype}) must equal `input` dtype ({dtype})")
     if array.shape != tuple(shape):
         raise ValueError(f"{fn}: `{name}` must have shape {tuple(shown_shape or shape)}, got {tuple(array.shape)}")
-    return np.ascontiguousarray(array)
+    return contiguous(array)
 
 
-def check_weights(fn, mode, dtype, input_size, hidden_size, w_ih, w_hh, b_ih, b_hh, suffix=""):
-    """Validated, contiguous ``(w_ih, w_hh, b_ih, b_hh)``; missing biases become zeros."""
+def check_weights(fn, mode, dtype, input_size, hidden_size, w_ih, w_hh, b_ih, b_hh, suffix="", on_device=False):
+    """Validated, contiguous ``(w_ih, w_hh, b_ih, b_hh)``; missing biases become zeros (on the device with ``on_device``)."""
     gates = GATE_COUNT[mode] * hidden_size
     w_ih = _float_like(fn, w_ih, f"weight_ih{suffix}", dtype, (gates, input_size))
     w_hh = _float_like(fn, w_hh, f"weight_hh{suffix}", dtype, (gates, hidden_size))
     if (b_ih is None) != (b_hh is None):
         raise ValueError(f"{fn}: `bias_ih{suffix}` and `bias_hh{suffix}` must both be given or both be None")
     if b_ih is None:
-        b_ih = b_hh = np.zeros(gates, dtype=dtype)
+        b_ih = b_hh = zeros((gates,), dtype, on_device)
     else:
         b_ih = _float_like(fn, b_ih, f"bias_ih{suffix}", dtype, (gates,))
         b_hh = _float_like(fn, b_hh, f"bias_hh{suffix}", dtype, (gates,))
@@ -59,8 +67,9 @@ def _check_input(fn, input, input_size=None):
     if x.ndim not in (2, 3):
         raise ValueError(f"{fn}: `input` must be 2-D (T, input_size) or 3-D (T, N, input_size) "
                          f"[(N, T, input_size) with batch_first], got shape {tuple(x.shape)}")
-    if input_size is not None and x.shape[-1] != input_size:
-        raise ValueError(f"{fn}: last dimension of `input` (={x.shape[-1]}) must equal `input_size` (={input_size})")
+    features = x.shape[x.ndim - 1]  # not shape[-1]: the CUDA simulator's shapes refuse negative indices
+    if input_size is not None and features != input_size:
+        raise ValueError(f"{fn}: last dimension of `input` (={features}) must equal `input_size` (={input_size})")
     return x
 
 
@@ -70,7 +79,7 @@ def check_lengths(fn, lengths, batch, seq_len):
         return np.full(batch, seq_len, dtype=np.int64)
     if hasattr(lengths, "detach"):  # a torch tensor
         lengths = lengths.detach().cpu().numpy()
-    array = np.asarray(lengths)
+    array = to_host(lengths)  # N ints: a device copy is brought back to check its range
     if array.dtype.kind not in "iu":
         raise TypeError(f"{fn}: `lengths` must be integers, got dtype {array.dtype}")
     if array.ndim != 1 or array.shape[0] != batch:
@@ -272,23 +281,36 @@ class RecurrentContext:
 
 
 def _to_time_major(x, batch_first, unbatched):
+    """Contiguous ``(T, N, F)`` from the caller's layout (host or device alike)."""
     if unbatched:
-        return x[:, None, :]
-    return x.transpose(1, 0, 2) if batch_first else x
+        return contiguous(x).reshape(x.shape[0], 1, x.shape[1])
+    return swap_first_two(x) if batch_first else contiguous(x)
 
 
 def _from_time_major(y, batch_first, unbatched):
     if unbatched:
-        return y[:, 0, :]
-    return y.transpose(1, 0, 2) if batch_first else y
+        return contiguous(y).reshape(y.shape[0], y.shape[2])
+    return swap_first_two(y) if batch_first else contiguous(y)
 
 
-def _state(fn, value, name, dtype, layers_dirs, batch, hidden, unbatched):
+def _state(fn, value, name, dtype, layers_dirs, batch, hidden, unbatched, on_device=False):
     if value is None:
-        return np.zeros((layers_dirs, batch, hidden), dtype=dtype)
+        return zeros((layers_dirs, batch, hidden), dtype, on_device)
     shape = (layers_dirs, hidden) if unbatched else (layers_dirs, batch, hidden)
     array = _float_like(fn, value, name, dtype, shape)
-    return np.ascontiguousarray(array.reshape(layers_dirs, batch, hidden))
+    array = to_device(array) if on_device else array
+    return contiguous(array).reshape(layers_dirs, batch, hidden)
+
+
+def _concat_directions(outputs, on_device):
+    """The directions' ``(T, N, H)`` outputs side by side: ``(T, N, D*H)`` (no copy for one direction)."""
+    if len(outputs) == 1:
+        return outputs[0]
+    seq_len, batch, hidden = outputs[0].shape
+    joined = empty((seq_len, batch, len(outputs) * hidden), outputs[0].dtype, on_device)
+    for d, out in enumerate(outputs):
+        copy_into(joined[:, :, d * hidden:(d + 1) * hidden], out)
+    return joined
 
 
 def rnn_sequence(input, hx, weights, mode, *, num_layers=1, bidirectional=False, batch_first=False, dropout=0.0,
@@ -331,7 +353,9 @@ def rnn_sequence(input, hx, weights, mode, *, num_layers=1, bidirectional=False,
     unbatched = x.ndim == 2
     if x.shape[0 if (unbatched or not batch_first) else 1] == 0:
         raise ValueError(f"{fn}: the sequence length T must be >= 1, got input shape {tuple(x.shape)}")
-    xt = np.ascontiguousarray(_to_time_major(x, batch_first, unbatched))
+    name = _backend.resolve(backend, fn)
+    on_device = name == "cuda"
+    xt = _to_time_major(to_device(x) if on_device else x, batch_first, unbatched)
     seq_len, batch, _ = xt.shape
     if batch == 0:
         raise ValueError(f"{fn}: the batch must not be empty, got input shape {tuple(x.shape)}")
@@ -339,27 +363,30 @@ def rnn_sequence(input, hx, weights, mode, *, num_layers=1, bidirectional=False,
     lengths = check_lengths(fn, lengths, batch, seq_len)
     if mode == "lstm":
         h0, c0 = _split_hc(fn, hx)
-        c0 = _state(fn, c0, "c0", dtype, num_layers * dirs, batch, hidden, unbatched)
+        c0 = _state(fn, c0, "c0", dtype, num_layers * dirs, batch, hidden, unbatched, on_device)
     else:
         h0, c0 = hx, None
-    h0 = _state(fn, h0, "h0", dtype, num_layers * dirs, batch, hidden, unbatched)
+    h0 = _state(fn, h0, "h0", dtype, num_layers * dirs, batch, hidden, unbatched, on_device)
     checked = []
     has_bias = first[2] is not None
     for layer in range(num_layers):
         in_size = xt.shape[2] if layer == 0 else dirs * hidden
         for d in range(dirs):
             suffix = f"_l{layer}" + ("_reverse" if d else "")
-            checked.append(check_weights(fn, mode, dtype, in_size, hidden, *weights[layer * dirs + d], suffix=suffix))
+            arrays = check_weights(fn, mode, dtype, in_size, hidden, *weights[layer * dirs + d], suffix=suffix,
+                                   on_device=on_device)
+            checked.append(tuple(to_device(a) for a in arrays) if on_device else arrays)
     dropout = float(dropout)
     if not 0.0 <= dropout <= 1.0:
         raise ValueError(f"{fn}: `dropout` must be in [0, 1], got {dropout}")
 
-    name = _backend.resolve(backend, fn)
+    if on_device:
+        lengths = to_device(lengths)
     kernels = _backend.kernels("recurrent", name, fn)
     ctx = RecurrentContext(mode, name, num_layers, dirs, hidden, bool(batch_first), unbatched, has_bias, dtype,
                            seq_len, batch) if keep else None
-    h_n = np.empty((num_layers * dirs, batch, hidden), dtype=dtype)
-    c_n = np.empty_like(h_n) if mode == "lstm" else None
+    h_n = empty((num_layers * dirs, batch, hidden), dtype, on_device)
+    c_n = empty((num_layers * dirs, batch, hidden), dtype, on_device) if mode == "lstm" else None
     layer_in = xt
     for layer in range(num_layers):
         outputs, saved = [], []
@@ -369,10 +396,10 @@ def rnn_sequence(input, hx, weights, mode, *, num_layers=1, bidirectional=False,
                                                          *checked[k], lengths, d == 1, keep)
             outputs.append(out)
             saved.append(cache)
-            h_n[k] = h
+            copy_into(h_n[k], h)
             if c_n is not None:
-                c_n[k] = c
-        layer_out = outputs[0] if dirs == 1 else np.concatenate(outputs, axis=2)
+                copy_into(c_n[k], c)
+        layer_out = _concat_directions(outputs, on_device)
         mask = None
         if training and dropout > 0 and layer < num_layers - 1:
             generator = rng if rng is not None else np.random.default_rng()
@@ -380,14 +407,17 @@ def rnn_sequence(input, hx, weights, mode, *, num_layers=1, bidirectional=False,
             mask = (generator.random(layer_out.shape) < keep_prob).astype(dtype)
             if keep_prob > 0:
                 mask /= dtype.type(keep_prob)
-            layer_out = layer_out * mask
+            if on_device:
+                mask = to_device(mask)
+            layer_out = multiply(layer_out, mask)
         if keep:
             ctx.saved.append(saved)
             ctx.masks.append(mask)
         layer_in = layer_out
     output = _from_time_major(layer_in, batch_first, unbatched)
     if unbatched:
-        h_n, c_n = h_n[:, 0], (None if c_n is None else c_n[:, 0])
+        h_n = h_n.reshape(num_layers * dirs, hidden)
+        c_n = None if c_n is None else c_n.reshape(num_layers * dirs, hidden)
     return output, h_n, c_n, ctx
 
 
@@ -425,40 +455,43 @@ def rnn_sequence_backward(ctx: RecurrentContext, grad_output, grad_h_n=None, gra
         out_shape = (seq, dirs * hidden)
     else:
         out_shape = (batch, seq, dirs * hidden) if ctx.batch_first else (seq, batch, dirs * hidden)
+    on_device = ctx.backend == "cuda"
     g = _float_like(fn, grad_output, "grad_output", dtype, out_shape)
-    g = np.ascontiguousarray(_to_time_major(g, ctx.batch_first, ctx.unbatched))
+    g = _to_time_major(to_device(g) if on_device else g, ctx.batch_first, ctx.unbatched)
     states = ctx.num_layers * dirs
-    g_h = _state(fn, grad_h_n, "grad_h_n", dtype, states, batch, hidden, ctx.unbatched) if grad_h_n is not None else None
+    g_h = None
+    if grad_h_n is not None:
+        g_h = _state(fn, grad_h_n, "grad_h_n", dtype, states, batch, hidden, ctx.unbatched, on_device)
     g_c = None
     if ctx.mode == "lstm" and grad_c_n is not None:
-        g_c = _state(fn, grad_c_n, "grad_c_n", dtype, states, batch, hidden, ctx.unbatched)
+        g_c = _state(fn, grad_c_n, "grad_c_n", dtype, states, batch, hidden, ctx.unbatched, on_device)
     kernels = _backend.kernels("recurrent", ctx.backend, fn)
-    grad_h0 = np.zeros((states, batch, hidden), dtype=dtype)
-    grad_c0 = np.zeros_like(grad_h0) if ctx.mode == "lstm" else None
+    grad_h0 = empty((states, batch, hidden), dtype, on_device)
+    grad_c0 = empty((states, batch, hidden), dtype, on_device) if ctx.mode == "lstm" else None
     weights = [None] * states
-    norms = np.zeros((states, seq), dtype=dtype)
+    norms = empty((states, seq), dtype, on_device)
     for layer in range(ctx.num_layers - 1, -1, -1):
         mask = ctx.masks[layer]
         if mask is not None:
-            g = g * mask
+            g = multiply(g, mask)
         grad_in = None
         for d in range(dirs):
             k = layer * dirs + d
-            g_dir = np.ascontiguousarray(g[:, :, d * hidden:(d + 1) * hidden])
+            g_dir = g if dirs == 1 else contiguous(g[:, :, d * hidden:(d + 1) * hidden])
             gx, gh0, gc0, gw_ih, gw_hh, gb_ih, gb_hh, nrm = kernels.recurrent_backward(
                 ctx.saved[layer][d], g_dir, None if g_h is None else g_h[k], None if g_c is None else g_c[k],
                 bptt_steps)
-            grad_in = gx if grad_in is None else grad_in + gx
-            grad_h0[k] = gh0
+            grad_in = gx if grad_in is None else add(grad_in, gx)
+            copy_into(grad_h0[k], gh0)
             if grad_c0 is not None:
-                grad_c0[k] = gc0
+                copy_into(grad_c0[k], gc0)
             if not ctx.has_bias:
                 gb_ih = gb_hh = None
             weights[k] = (gw_ih, gw_hh, gb_ih, gb_hh)
-            norms[k] = nrm
+            copy_into(norms[k], nrm)
         g = grad_in
     grad_input = _from_time_major(g, ctx.batch_first, ctx.unbatched)
     if ctx.unbatched:
-        grad_h0 = grad_h0[:, 0]
-        grad_c0 = None if grad_c0 is None else grad_c0[:, 0]
-    return RecurrentGradients(np.ascontiguousarray(grad_input), grad_h0, grad_c0, weights, norms)
+        grad_h0 = grad_h0.reshape(states, hidden)
+        grad_c0 = None if grad_c0 is None else grad_c0.reshape(states, hidden)
+    return RecurrentGradients(contiguous(grad_input), grad_h0, grad_c0, weights, norms)

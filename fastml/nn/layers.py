@@ -17,7 +17,8 @@ from collections import OrderedDict
 import numpy as np
 
 from .. import functional as F
-from .._checks import FLOAT_DTYPES, as_float_array, as_int, as_pair
+from .._checks import FLOAT_DTYPES, as_float_array, as_int, as_pair, contiguous
+from ..device import is_device_array, multiply, to_device
 from ..functional import grad as G
 from . import init
 from .module import Module
@@ -319,10 +320,11 @@ class Flatten(_Layer):
         self._keep(shape=x.shape)
         if x.ndim == 0:
             return x.reshape(1)
-        return x.reshape(x.shape[:start] + (-1,) + x.shape[end + 1:])
+        return contiguous(x).reshape(tuple(x.shape[:start]) + (-1,) + tuple(x.shape[end + 1:]))
 
     def backward(self, grad_output):
-        return np.asarray(grad_output).reshape(self._saved()["shape"])
+        g = as_float_array(grad_output, "Flatten.backward", "grad_output")  # device arrays stay there
+        return contiguous(g).reshape(self._saved()["shape"])
 
     def extra_repr(self):
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
@@ -444,13 +446,15 @@ class Dropout(_Layer):
         keep = rng.random(x.shape) >= self.p
         scale = 0.0 if self.p == 1.0 else 1.0 / (1.0 - self.p)
         mask = keep.astype(x.dtype) * x.dtype.type(scale)
+        if is_device_array(x):  # the mask is drawn on the host and copied once; the product runs on the device
+            mask = to_device(mask)
         self._keep(mask=mask)
-        return x * mask
+        return multiply(x, mask)
 
     def backward(self, grad_output):
         mask = self._saved()["mask"]
         g = as_float_array(grad_output, "Dropout.backward", "grad_output")
-        return g if mask is None else g * mask
+        return g if mask is None else multiply(g, mask)
 
     def extra_repr(self):
         return f"p={self.p}, inplace={self.inplace}"
@@ -489,6 +493,9 @@ class Embedding(_Layer):
 
     def forward(self, input):
         fn = "Embedding.forward"
+        if is_device_array(self.weight):
+            raise NotImplementedError(f"{fn}: Embedding has no 'cuda' kernel yet; keep it on the host "
+                                      f"(embedding.to('cpu')) and move its output with fastml.to_device")
         if hasattr(input, "detach"):
             input = input.detach().cpu().numpy()
         idx = np.asarray(input)

@@ -1,12 +1,18 @@
 """The base class of every fastml layer: parameters, gradients, state dicts, modes, backend.
 
-A module owns NumPy parameter arrays and their gradients, keyed exactly like
+A module owns parameter arrays and their gradients, keyed exactly like
 PyTorch's ``state_dict`` (nested modules contribute dotted keys such as
 ``0.weight``), so a PyTorch ``state_dict`` loads as it is. ``layer(x)`` runs
 ``forward``, which keeps what ``backward`` needs unless the module is in eval
 mode or the call is inside ``fastml.no_grad()``; ``backward(grad_output)``
 returns the gradient of the input and adds the parameter gradients into
 ``layer.grads`` (they accumulate, as in PyTorch, until ``zero_grad()``).
+
+Parameters and gradients are NumPy arrays, or numba device arrays after
+``.to("cuda")`` (``.to("cpu")`` / ``.to("reference")`` bring them back);
+``state_dict()`` always returns host NumPy copies, and ``load_state_dict``
+and assignments through ``params[...]`` copy onto the device where the
+module's parameters live.
 """
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ from typing import Iterator, NamedTuple
 import numpy as np
 
 from .. import _backend
+from ..device import accumulate, fill_zero, is_device_array, to_device, to_host
 
 
 class IncompatibleKeys(NamedTuple):
@@ -60,10 +67,11 @@ class _DottedView(MutableMapping):
                            f"known: {list(self)}") from None
         current = table[name]
         array = _as_numpy(value)
-        if array.shape != current.shape:
-            raise ValueError(f"{type(self._module).__name__}: `{key}` must have shape {current.shape}, "
+        if array.shape != tuple(current.shape):
+            raise ValueError(f"{type(self._module).__name__}: `{key}` must have shape {tuple(current.shape)}, "
                              f"got {array.shape}")
-        table[name] = np.array(array, dtype=current.dtype, order="C")
+        array = np.array(array, dtype=current.dtype, order="C")
+        table[name] = to_device(array) if is_device_array(current) else array
 
     def __delitem__(self, key):
         raise TypeError(f"{type(self._module).__name__}: parameters can't be deleted")
@@ -82,7 +90,7 @@ class _DottedView(MutableMapping):
 def _as_numpy(value) -> np.ndarray:
     if hasattr(value, "detach") and hasattr(value, "cpu"):  # torch.Tensor
         value = value.detach().cpu().numpy()
-    return np.asarray(value)
+    return to_host(value)
 
 
 class Module:
@@ -151,16 +159,16 @@ class Module:
     def zero_grad(self) -> None:
         for module in self.modules():
             for grad in module._grads.values():
-                grad.fill(0)
+                fill_zero(grad)
 
     def _accumulate(self, name: str, grad) -> None:
         if grad is not None:
-            self._grads[name] += grad
+            accumulate(self._grads[name], grad)
 
     # --- state dicts ---------------------------------------------------------------------------
     def state_dict(self) -> dict:
-        """A dict of copies of every parameter, keyed like PyTorch's."""
-        return {key: value.copy() for key, value in self._named("_parameters")}
+        """A dict of host (NumPy) copies of every parameter, keyed like PyTorch's (copied back from the device)."""
+        return {key: np.array(to_host(value)) for key, value in self._named("_parameters")}
 
     def load_state_dict(self, state_dict, strict: bool = True) -> IncompatibleKeys:
         """Copy parameters from ``state_dict`` (NumPy arrays or torch tensors).
@@ -182,9 +190,9 @@ class Module:
         problems = []
         for key in own:
             if key in given:
-                if given[key].shape != own[key].shape:
+                if given[key].shape != tuple(own[key].shape):
                     problems.append(f"size mismatch for {key}: copying a param with shape {given[key].shape}, "
-                                    f"the shape in the current model is {own[key].shape}")
+                                    f"the shape in the current model is {tuple(own[key].shape)}")
                 elif given[key].dtype.kind not in "fiu":
                     problems.append(f"{key}: expected a real numeric array, got dtype {given[key].dtype}")
         if strict:
@@ -197,7 +205,10 @@ class Module:
                              + "\n\t".join(problems))
         for key, target in own.items():
             if key in given:
-                target[...] = given[key]
+                if is_device_array(target):  # a module on the cuda backend: one host -> device copy, in place
+                    target.copy_to_device(np.ascontiguousarray(given[key], dtype=target.dtype))
+                else:
+                    target[...] = given[key]
         return IncompatibleKeys(missing, unexpected)
 
     # --- modes and backend -----------------------------------------------------------------------
@@ -210,10 +221,23 @@ class Module:
         return self.train(False)
 
     def to(self, backend: str):
-        """Run this module (and its children) on ``backend`` (``"reference"``, ``"cpu"``, ``"cuda"``)."""
+        """Run this module (and its children) on ``backend`` (``"reference"``, ``"cpu"``, ``"cuda"``).
+
+        ``"cuda"`` copies every parameter and gradient to the device once (forward and backward
+        then keep everything there); ``"cpu"`` and ``"reference"`` copy them back to NumPy arrays.
+        Forward caches are dropped (they may live on the other side). Arrays held outside the
+        module (an optimizer built from bare arrays) are not moved: build optimizers from the module.
+        """
         name = _backend._check_name(backend, f"{type(self).__name__}.to")
+        move = to_device if name == "cuda" else (lambda array: np.ascontiguousarray(to_host(array)))
         for module in self.modules():
             object.__setattr__(module, "backend", name)
+            for store in (module._parameters, module._grads):
+                for key, array in store.items():
+                    if is_device_array(array) != (name == "cuda"):
+                        store[key] = move(array)
+            if module.__dict__.get("_ctx") is not None:
+                object.__setattr__(module, "_ctx", None)
         return self
 
     @property

@@ -6,6 +6,8 @@ linear, recurrent and conv2d's weight gradient build on.
 """
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
 from numba import cuda
@@ -251,7 +253,7 @@ def _row_norm_kernel(dtype):
             cuda.syncthreads()
             step //= 2
         if t == 0:
-            out[i] = partial[0] ** 0.5
+            out[i] = math.sqrt(partial[0])
 
     _NORM_KERNELS[key] = kernel
     return kernel
@@ -280,3 +282,86 @@ def swap_last_two(src):
     threads = config.CUDA_THREADS_PER_BLOCK
     _swap_last_two[blocks_for(dst.size, threads), threads](src, dst)
     return dst
+
+
+@cuda.jit
+def _swap_first_two(src, dst):
+    # dst[b, a, d] = src[a, b, d]
+    i = cuda.grid(1)
+    if i < dst.size:
+        b_size, d_size = dst.shape[1], dst.shape[2]
+        b, a, d = i // (b_size * d_size), (i // d_size) % b_size, i % d_size
+        dst[b, a, d] = src[a, b, d]
+
+
+def swap_first_two(src):
+    """``src.transpose(1, 0, 2)`` as a contiguous device copy of a 3-D device array (time/batch major)."""
+    dst = empty((src.shape[1], src.shape[0], src.shape[2]), src.dtype)
+    threads = config.CUDA_THREADS_PER_BLOCK
+    _swap_first_two[blocks_for(dst.size, threads), threads](src, dst)
+    return dst
+
+
+# --- elementwise arithmetic on flat contiguous arrays ---------------------------------------------
+@cuda.jit
+def _axpy(alpha, x, y):
+    i = cuda.grid(1)
+    if i < y.shape[0]:
+        y[i] += alpha * x[i]
+
+
+@cuda.jit
+def _multiply(a, b, out):
+    i = cuda.grid(1)
+    if i < out.shape[0]:
+        out[i] = a[i] * b[i]
+
+
+@cuda.jit
+def _add(a, b, out):
+    i = cuda.grid(1)
+    if i < out.shape[0]:
+        out[i] = a[i] + b[i]
+
+
+def axpy(alpha, x, y):
+    """``y += alpha * x`` in place (contiguous device arrays of one shape; gradient accumulation)."""
+    threads = config.CUDA_THREADS_PER_BLOCK
+    _axpy[blocks_for(y.size, threads), threads](y.dtype.type(alpha), x.reshape(x.size), y.reshape(y.size))
+    return y
+
+
+def _binary(kernel, a, b):
+    out = empty(a.shape, a.dtype)
+    threads = config.CUDA_THREADS_PER_BLOCK
+    kernel[blocks_for(out.size, threads), threads](a.reshape(a.size), b.reshape(b.size), out.reshape(out.size))
+    return out
+
+
+def multiply(a, b):
+    """``a * b`` elementwise, a new device array (contiguous inputs of one shape)."""
+    return _binary(_multiply, a, b)
+
+
+def add(a, b):
+    """``a + b`` elementwise, a new device array (contiguous inputs of one shape)."""
+    return _binary(_add, a, b)
+
+
+@cuda.jit
+def _count_outside(values, low, high, count):
+    i = cuda.grid(1)
+    if i < values.shape[0]:
+        v = values[i]
+        if v < low or v >= high:
+            cuda.atomic.add(count, 0, 1)
+
+
+def count_outside(values, low, high):
+    """How many entries of an integer device array lie outside ``[low, high)``: one kernel, one scalar back."""
+    count = cuda.to_device(np.zeros(1, dtype=np.int64))
+    if values.size:
+        threads = config.CUDA_THREADS_PER_BLOCK
+        flat = values.reshape(values.size)
+        _count_outside[blocks_for(flat.size, threads), threads](flat, np.int64(low), np.int64(high), count)
+    return int(count.copy_to_host()[0])
