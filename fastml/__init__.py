@@ -18,6 +18,7 @@ from .shapes import ReceptiveFieldRow, conv_output_shape, pool_output_shape, rec
 from . import nn  # noqa: E402  (layers, after functional)
 from .nn.init import manual_seed  # noqa: E402
 from . import losses, optim, train  # noqa: E402
+from . import models  # noqa: E402
 
 F = functional
 __version__ = "0.1.0"
@@ -66,4 +67,4 @@ __all__ = [
     "is_grad_enabled", "warmup", "conv_output_shape", "pool_output_shape", "receptive_field",
     "ReceptiveFieldRow", "__version__", "to_device", "to_host", "is_device_array",
 ]
-__all__ += ["nn", "manual_seed", "losses", "optim", "train"]
+__all__ += ["nn", "manual_seed", "losses", "optim", "train", "models"]

@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import nn
 from ..nn import init
+from ._threads import single_threaded_blas
 
 
 class LeNet(nn.Sequential):
@@ -78,12 +79,13 @@ def train_digits(epochs=30, batch_size=32, lr=5e-3, seed=0, progress=True, max_t
     optimizer = optim.Adam(model, lr=lr)
     schedule = optim.CosineAnnealingLR(optimizer, T_max=epochs)
     start = time.perf_counter()
-    history = fit(model, losses.CrossEntropyLoss(), optimizer, (x_train, y_train), epochs=epochs,
-                  val_data=(x_test, y_test), batch_size=batch_size, seed=seed, metric="accuracy",
-                  schedule=schedule, progress=progress)
-    seconds = time.perf_counter() - start
-    model.eval()
-    logits = model(x_test)
+    with single_threaded_blas():
+        history = fit(model, losses.CrossEntropyLoss(), optimizer, (x_train, y_train), epochs=epochs,
+                      val_data=(x_test, y_test), batch_size=batch_size, seed=seed, metric="accuracy",
+                      schedule=schedule, progress=progress)
+        seconds = time.perf_counter() - start
+        model.eval()
+        logits = model(x_test)
     model.train()
     return {"model": model, "history": history, "test_accuracy": accuracy(logits, y_test), "train_seconds": seconds,
             "x_test": x_test, "y_test": y_test, "pred_test": np.argmax(logits, axis=1)}
