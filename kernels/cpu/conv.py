@@ -40,6 +40,8 @@ tiled so the scratch buffers of one call (all workers together) stay under
 """
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import numba
 from numba import prange, types
@@ -715,15 +717,22 @@ def _blas_threads():
     return _BLAS_THREADS
 
 
+# The BLAS thread count is process-global: concurrent callers take turns, so
+# one caller's restore can't leave BLAS single-threaded for good or resize its
+# pool while another caller's GEMMs run. (The drivers use every core anyway.)
+_BLAS_THREADS_LOCK = threading.Lock()
+
+
 def _run_parallel(driver, *args):
     """Run a prange driver with BLAS single-threaded inside it (one kind of parallelism at a time)."""
     blas = _blas_threads()
-    before = blas.get()
-    blas.set(1)
-    try:
-        driver(*args)
-    finally:
-        blas.set(before)
+    with _BLAS_THREADS_LOCK:
+        before = blas.get()
+        blas.set(1)
+        try:
+            driver(*args)
+        finally:
+            blas.set(before)
 
 
 def _phase_geometry(x_shape, stride, padding):
