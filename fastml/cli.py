@@ -1,4 +1,4 @@
-"""The ``fastml`` command line: ``fastml info``, ``fastml example``."""
+"""The ``fastml`` command line: ``fastml info``, ``fastml example``, ``fastml demo``."""
 from __future__ import annotations
 
 import argparse
@@ -99,6 +99,17 @@ def _cmd_bench(args) -> int:
     return bench.main(args)
 
 
+def _cmd_demo(args) -> int:
+    """Train and evaluate the reference models (LeNet, Seq2Seq, AutoRegressive); see fastml/demo.py."""
+    try:
+        from fastml import demo
+        demo.run(quick=args.quick, out=args.out, progress=not args.no_progress, plots=not args.no_plots)
+    except ImportError as exc:
+        print(f"fastml demo: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="fastml", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -112,6 +123,13 @@ def main(argv=None) -> int:
     bench.add_argument("--json", default="fastml-bench.json", help="where to write the results")
     bench.add_argument("--plot", default="fastml-bench.png", help="bar chart PNG ('' for none)")
     bench.set_defaults(run=_cmd_bench)
+    demo = sub.add_parser("demo", help="train the reference models offline (digits CNN, dates seq2seq, sunspots AR), "
+                                        "print a results table, save plots")
+    demo.add_argument("--quick", action="store_true", help="small data and few epochs (under a minute, for CI)")
+    demo.add_argument("--out", default="fastml-demo", help="folder for the PNG plots (default: ./fastml-demo)")
+    demo.add_argument("--no-progress", action="store_true", help="no progress bars")
+    demo.add_argument("--no-plots", action="store_true", help="do not save plots")
+    demo.set_defaults(run=_cmd_demo)
     args = parser.parse_args(argv)
     return args.run(args)
 

@@ -128,7 +128,8 @@ def fit(model, loss, optimizer, train_data, epochs=1, *, val_data=None, batch_si
         checkpoint: path of an ``.npz`` file that receives the best weights whenever they improve.
         schedule: a learning-rate schedule (``fastml.optim.StepLR`` ...), stepped once per epoch.
         clip_grad_norm: if set, clip the joint gradient norm to this before each step.
-        progress: show a tqdm progress bar per epoch with the running loss and metric.
+        progress: True: a tqdm bar per epoch (over its batches) with the running loss and metric, and a summary
+            line per epoch; ``"epoch"``: one bar over the epochs (for many short epochs); False: silent.
 
     Returns:
         ``{"loss": [...], "val_loss": [...], "<metric>": [...], "val_<metric>": [...], "lr": [...],
@@ -151,7 +152,9 @@ def fit(model, loss, optimizer, train_data, epochs=1, *, val_data=None, batch_si
     if val_data is not None:
         _inputs_and_targets(fn, "val_data", val_data)
     metric_name, metric_fn = _metric(fn, metric)
-    bar_factory = _tqdm() if progress else None
+    per_epoch = progress == "epoch"
+    bar_factory = _tqdm() if progress and not per_epoch else None
+    epoch_bar = _tqdm()(total=epochs, desc="epochs", leave=False) if per_epoch and _tqdm() else None
     rng = np.random.default_rng(seed) if shuffle else None
     history: dict = {"loss": [], "lr": [], "time": []}
     if val_data is not None:
@@ -206,6 +209,10 @@ def fit(model, loss, optimizer, train_data, epochs=1, *, val_data=None, batch_si
             bar.close()
             _tqdm_write(f"epoch {epoch}/{epochs}: " + ", ".join(f"{k} {v}" for k, v in post.items())
                         + f" ({history['time'][-1]:.1f} s)")
+        if epoch_bar is not None:
+            epoch_bar.set_postfix({k: f"{v[-1]:.4f}" for k, v in history.items() if k not in ("lr", "time") and v},
+                                  refresh=False)
+            epoch_bar.update(1)
         if schedule is not None:
             schedule.step()
         current = history[monitor][-1]
@@ -219,6 +226,10 @@ def fit(model, loss, optimizer, train_data, epochs=1, *, val_data=None, batch_si
             waited += 1
             if patience is not None and waited >= patience:
                 break
+    if epoch_bar is not None:
+        epoch_bar.close()
+        _tqdm_write(f"{epoch} epochs: " + ", ".join(f"{k} {v[-1]:.4f}" for k, v in history.items()
+                                                    if k not in ("lr", "time") and v))
     if best_state is not None and best_epoch != epoch:
         model.load_state_dict(best_state)
     history["best_epoch"] = best_epoch

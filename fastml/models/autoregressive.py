@@ -183,9 +183,12 @@ def sunspot_experiment(order=9, hidden=16, test_years=29, epochs=300, seed=0, pr
     start = time.perf_counter()
     linear = AutoRegressive(order).fit_least_squares(train)
     results["linear_seconds"] = time.perf_counter() - start
+    from ._threads import single_threaded
+
     start = time.perf_counter()
     neural = AutoRegressive(order, hidden=hidden, seed=seed)
-    neural.fit_gradient(train, epochs=epochs, lr=3e-3, seed=seed, progress=progress)
+    with single_threaded():
+        neural.fit_gradient(train, epochs=epochs, lr=3e-3, seed=seed, progress="epoch" if progress else False)
     results["hidden_seconds"] = time.perf_counter() - start
     history_and_test = np.concatenate([train[-order:], test])
     for name, model in (("linear", linear), ("hidden", neural)):

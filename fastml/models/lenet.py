@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import nn
 from ..nn import init
-from ._threads import single_threaded_blas
+from ._threads import single_threaded
 
 
 class LeNet(nn.Sequential):
@@ -79,7 +79,7 @@ def train_digits(epochs=30, batch_size=32, lr=5e-3, seed=0, progress=True, max_t
     optimizer = optim.Adam(model, lr=lr)
     schedule = optim.CosineAnnealingLR(optimizer, T_max=epochs)
     start = time.perf_counter()
-    with single_threaded_blas():
+    with single_threaded():
         history = fit(model, losses.CrossEntropyLoss(), optimizer, (x_train, y_train), epochs=epochs,
                       val_data=(x_test, y_test), batch_size=batch_size, seed=seed, metric="accuracy",
                       schedule=schedule, progress=progress)

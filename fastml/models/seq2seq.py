@@ -20,7 +20,7 @@ from .._checks import as_int
 from ..losses import CrossEntropyLoss
 from ..nn import init
 from . import dates
-from ._threads import single_threaded_blas
+from ._threads import single_threaded
 
 
 class Seq2Seq(nn.Module):
@@ -167,7 +167,7 @@ def train_dates(epochs=5, n_train=6000, n_test=1000, batch_size=64, lr=5e-3, hid
     model = Seq2Seq(len(data["src_vocab"]), len(data["tgt_vocab"]), embed_size, hidden_size, cell, seed=seed)
     optimizer = optim.Adam(model, lr=lr)
     start = time.perf_counter()
-    with single_threaded_blas():
+    with single_threaded():
         history = fit(model, SequenceCrossEntropy(), optimizer,
                       ((train["src"], train["tgt_in"], train["src_len"]), train["tgt_out"]),
                       epochs=epochs, batch_size=batch_size, seed=seed, metric=token_accuracy, clip_grad_norm=1.0,
