@@ -175,14 +175,17 @@ def fit(model, loss, optimizer, train_data, epochs=1, *, val_data=None, batch_si
         for idx in _batches(n, batch_size, rng):
             xb = [a[idx] for a in arrays]
             yb = targets[idx]
-            optimizer.zero_grad()
+            model.zero_grad()
             pred = model(*xb) if multi else model(xb[0])
             value = loss(pred, yb)
             model.backward(loss.backward())
             if clip_grad_norm is not None:
                 from .optim import clip_grad_norm_
                 clip_grad_norm_(model.grads, clip_grad_norm)
-            optimizer.step()
+            if getattr(optimizer, "_module", True) is None:  # built from bare arrays: hand it the grads
+                optimizer.step(list(model.grads.values()))
+            else:
+                optimizer.step()
             seen += len(idx)
             total_loss += float(value) * len(idx)
             if metric_fn is not None:

@@ -5,8 +5,12 @@ import pytest
 import fastml.losses as L
 from _compare import assert_close, numeric_grad
 
-torch = pytest.importorskip("torch")
-TF = torch.nn.functional
+try:  # torch is a test peer only: the torch comparisons skip without it, the rest still runs
+    import torch
+except ImportError:
+    torch = None
+needs_torch = pytest.mark.skipif(torch is None, reason="torch is not installed")
+TF = torch.nn.functional if torch is not None else None
 
 REDUCTIONS = ["mean", "sum", "none"]
 
@@ -30,6 +34,7 @@ def _check(ours, theirs_fn, pred, target, reduction, dtype, target_torch=None):
         assert_close(grad, p.grad.numpy(), dtype=dtype)
 
 
+@needs_torch
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_regression_losses_match_torch(reduction, dtype, rng):
@@ -39,6 +44,7 @@ def test_regression_losses_match_torch(reduction, dtype, rng):
     _check(L.MAELoss(reduction), lambda p, t: TF.l1_loss(p, t, reduction=reduction), pred, target, reduction, dtype)
 
 
+@needs_torch
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_binary_losses_match_torch(reduction, dtype, rng):
@@ -66,6 +72,7 @@ def test_bce_stable_at_extremes():
     assert_close(values, np.array([100.0, 100.0], np.float32))  # log clamped at -100, as torch
 
 
+@needs_torch
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
@@ -81,6 +88,7 @@ def test_cross_entropy_labels_match_torch(weighted, smoothing, reduction, dtype,
            logits, labels, reduction, dtype)
 
 
+@needs_torch
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_cross_entropy_spatial_soft_and_unbatched(reduction, rng):
     logits = rng.standard_normal((3, 4, 2, 5))
@@ -96,6 +104,7 @@ def test_cross_entropy_spatial_soft_and_unbatched(reduction, rng):
            logits[0, :, 0, 0], np.array(2), reduction, np.float64)
 
 
+@needs_torch
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_cross_entropy_from_probabilities_matches_nll_of_log(reduction, rng):
     probs = rng.random((5, 4)) + 0.05

@@ -109,3 +109,11 @@ def test_errors(call, exc, phrase, rng):
         call(model, optim.SGD(model, lr=0.1), rng.standard_normal((10, 2)).astype(np.float32),
              np.zeros((10, 1), np.float32))
     assert phrase in str(info.value)
+
+
+def test_fit_with_an_optimizer_on_bare_parameter_arrays(rng):
+    x, y = _blobs(rng, 64)
+    model = _model()
+    history = fit(model, losses.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.5), (x, y), epochs=5,
+                  progress=False)
+    assert history["loss"][-1] < history["loss"][0]
