@@ -197,7 +197,7 @@ def test_finite_differences_float64_network(rng):
                         nn.Flatten(), nn.Linear(12, 2, dtype=np.float64, seed=1), nn.Sigmoid())
     x = rng.standard_normal((2, 2, 4, 4))
     weights = rng.standard_normal((2, 2))
-    y = net(x)
+    net(x)
     grad_x = net.backward(weights)
     assert_close(grad_x, numeric_grad(lambda z: float(np.sum(net(z) * weights)), x), rtol=1e-6, atol=1e-8)
     for key in ("0.weight", "4.bias"):

@@ -2,7 +2,6 @@
 import numpy as np
 import pytest
 
-import fastml
 import fastml.nn as nn
 from fastml import losses, optim
 from fastml.train import evaluate, fit
