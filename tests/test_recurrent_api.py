@@ -224,3 +224,12 @@ def test_clip_grad_norm_on_layer_grads():
     assert abs(after - 1.0) < 1e-4
     with pytest.raises(TypeError, match="clip_grad_norm_"):
         clip_grad_norm_([np.zeros(3, np.int64)], 1.0)
+
+
+def test_manual_seed_reaches_recurrent_layers():
+    fastml.manual_seed(0)
+    first = fastml.nn.GRU(3, 4, num_layers=2).state_dict()
+    fastml.manual_seed(0)
+    second = fastml.nn.GRU(3, 4, num_layers=2).state_dict()
+    for key in first:
+        np.testing.assert_array_equal(first[key], second[key], err_msg=key)

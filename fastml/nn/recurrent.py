@@ -12,15 +12,10 @@ import numpy as np
 from .._checks import as_int, check_choice
 from ..functional import recurrent as R
 from ..kernels.reference.recurrent import GATE_COUNT
+from .init import generator
 from .module import Module
 
 _KINDS = ("RNN", "LSTM", "GRU")
-
-
-def _as_generator(seed):
-    if isinstance(seed, np.random.Generator):
-        return seed
-    return np.random.default_rng(seed)
 
 
 class _RecurrentBase(Module):
@@ -62,7 +57,7 @@ class _RecurrentBase(Module):
         self.grad_c0 = None
         self.grad_norms_per_step = None
         self._ctx = None
-        self._rng = _as_generator(seed)
+        self._rng = generator(seed)
         self.reset_parameters()
 
     @property
@@ -78,7 +73,7 @@ class _RecurrentBase(Module):
 
     def reset_parameters(self, seed=None):
         """Draw every weight and bias from U(-1/sqrt(H), 1/sqrt(H)), as PyTorch does."""
-        rng = self._rng if seed is None else _as_generator(seed)
+        rng = self._rng if seed is None else generator(seed)
         bound = 1.0 / np.sqrt(self.hidden_size)
         gates = GATE_COUNT[self.mode] * self.hidden_size
         for layer in range(self.num_layers):
