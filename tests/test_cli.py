@@ -22,7 +22,10 @@ def test_example_runs_and_matches_reference(capsys):
     assert "receptive field" in out
 
 
-def test_console_script_entry_point():
-    result = subprocess.run([sys.executable, "-m", "fastml.cli", "info"], capture_output=True, text=True, timeout=300)
+def test_console_script_entry_point(tmp_path):
+    # Run outside the checkout: there, `fastml/` (the sources, without the kernels
+    # that setuptools maps in as fastml.kernels) would shadow the installed package.
+    result = subprocess.run([sys.executable, "-m", "fastml.cli", "info"], capture_output=True, text=True,
+                            timeout=300, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "fastml" in result.stdout

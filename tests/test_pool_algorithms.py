@@ -54,6 +54,10 @@ MAX_CASES = [
     ((5, 9), (4, 3), (3, 2), (2, 1), False),
     ((1, 1), (1, 1), (1, 1), (0, 0), False),
     ((4, 4), (1, 3), (1, 3), (0, 1), False),
+    # stride 1 down, 2 across, and padding that makes the output as wide as the input:
+    # the separable kernel's flat vertical pass once took this for a stride-1 row
+    ((2, 2), (2, 2), (1, 2), (0, 1), False),
+    ((4, 6), (3, 2), (1, 2), (1, 1), False),
 ]
 
 

@@ -148,8 +148,10 @@ def _max_pool_separable(x, height, width, kh, kw, sh, sw, ph, pw, oh, ow, out, i
     # 2-wide stride-2 windows tiling the row exactly: also one loop over the plane.
     pairs_h = sw == 2 and kw == 2 and pw == 0 and width == 2 * ow
     hs = width if flat_h else ow
-    # Stride-1 columns with rows as long as the input's: one loop over the interior rows.
-    flat_v = sh == 1 and (kh == 2 or kh == 3) and hs == ow and ow == width and i_lo < i_hi
+    # Stride-1 windows with rows as long as the input's: one loop over the interior rows.
+    # The flat index arithmetic there assumes window column j starts at input column
+    # j - pw, so it needs horizontal stride 1 too (ow == width alone can hold with sw > 1).
+    flat_v = sh == 1 and sw == 1 and (kh == 2 or kh == 3) and hs == ow and ow == width and i_lo < i_hi
     one, two = np.int32(1), np.int32(2)
     row1, row2 = np.int32(width), np.int32(2 * width)
     for t in prange(tasks):
