@@ -6,6 +6,7 @@ linear, recurrent and conv2d's weight gradient build on.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numba
@@ -117,16 +118,29 @@ def broadcast_rows(vec, out):
     return out
 
 
+def per_dtype(build):
+    """Memoise a kernel factory per data type: ``build(nb_type)`` runs once for each NumPy dtype.
+
+    CUDA kernels with shared-memory arrays or typed constants need the element type at
+    compile time, so each module builds its kernels for a Numba type and calls the
+    wrapped factory with the array's dtype.
+    """
+    built: dict = {}
+
+    @functools.wraps(build)
+    def get(dtype):
+        key = np.dtype(dtype)
+        if key not in built:
+            built[key] = build(numba.from_dtype(key))
+        return built[key]
+
+    return get
+
+
 # --- GEMM --------------------------------------------------------------------------------------
-_GEMM_KERNELS: dict = {}
-
-
-def _gemm_kernel(dtype):
+@per_dtype
+def _gemm_kernel(nb_type):
     """The tiled GEMM kernel for one dtype (shared-memory tiles need a compile-time type)."""
-    key = np.dtype(dtype)
-    if key in _GEMM_KERNELS:
-        return _GEMM_KERNELS[key]
-    nb_type = numba.from_dtype(key)
     tile = config.CUDA_GEMM_TILE
 
     @cuda.jit
@@ -158,7 +172,6 @@ def _gemm_kernel(dtype):
             else:
                 c[row, col] = alpha * acc + beta * c[row, col]
 
-    _GEMM_KERNELS[key] = kernel
     return kernel
 
 
@@ -181,14 +194,8 @@ def gemm(a, b, c, trans_a=False, trans_b=False, alpha=1.0, beta=0.0):
 
 
 # --- reductions ----------------------------------------------------------------------------------
-_COLSUM_KERNELS: dict = {}
-
-
-def _colsum_kernel(dtype):
-    key = np.dtype(dtype)
-    if key in _COLSUM_KERNELS:
-        return _COLSUM_KERNELS[key]
-    nb_type = numba.from_dtype(key)
+@per_dtype
+def _colsum_kernel(nb_type):
     threads = config.CUDA_REDUCE_THREADS
 
     @cuda.jit
@@ -211,7 +218,6 @@ def _colsum_kernel(dtype):
         if t == 0:
             out[j] = out[j] + partial[0] if accumulate else partial[0]
 
-    _COLSUM_KERNELS[key] = kernel
     return kernel
 
 
@@ -225,14 +231,8 @@ def column_sums(a, out=None, accumulate=False):
 
 
 
-_NORM_KERNELS: dict = {}
-
-
-def _row_norm_kernel(dtype):
-    key = np.dtype(dtype)
-    if key in _NORM_KERNELS:
-        return _NORM_KERNELS[key]
-    nb_type = numba.from_dtype(key)
+@per_dtype
+def _row_norm_kernel(nb_type):
     threads = config.CUDA_REDUCE_THREADS
 
     @cuda.jit
@@ -255,7 +255,6 @@ def _row_norm_kernel(dtype):
         if t == 0:
             out[i] = math.sqrt(partial[0])
 
-    _NORM_KERNELS[key] = kernel
     return kernel
 
 

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import math
 
-import numba
-import numpy as np
 from numba import cuda
 
 from .. import config
-from ._util import blocks_for, empty, to_device
+from ._util import blocks_for, empty, per_dtype, to_device
 
 
 def _launch(kernel, count, *args):
@@ -23,15 +21,11 @@ def _launch(kernel, count, *args):
     kernel[blocks_for(count, threads), threads](*args)
 
 
-_ELEMENTWISE: dict = {}
 
 
-def _elementwise(dtype):
+@per_dtype
+def _elementwise(nb_type):
     """The elementwise kernels for one dtype: constants typed as the data (no float64 promotion of float32 math)."""
-    key = np.dtype(dtype)
-    if key in _ELEMENTWISE:
-        return _ELEMENTWISE[key]
-    nb_type = numba.from_dtype(key)
     zero, one = nb_type(0), nb_type(1)
 
     @cuda.jit
@@ -80,7 +74,6 @@ def _elementwise(dtype):
 
     kernels = {"relu": _relu, "relu_backward": _relu_backward, "sigmoid": _sigmoid,
                "sigmoid_backward": _sigmoid_backward, "tanh": _tanh, "tanh_backward": _tanh_backward}
-    _ELEMENTWISE[key] = kernels
     return kernels
 
 
@@ -123,16 +116,12 @@ def tanh_backward(grad_out, y):
 
 
 # --- row ops: one block per row, shared-memory tree reductions --------------------------------------
-_ROW_KERNELS: dict = {}
 
 SOFTMAX, LOG_SOFTMAX, SOFTMAX_BACKWARD, LOG_SOFTMAX_BACKWARD = 0, 1, 2, 3
 
 
-def _row_kernel(dtype):
-    key = np.dtype(dtype)
-    if key in _ROW_KERNELS:
-        return _ROW_KERNELS[key]
-    nb_type = numba.from_dtype(key)
+@per_dtype
+def _row_kernel(nb_type):
     threads = config.CUDA_REDUCE_THREADS
 
     @cuda.jit(device=True)
@@ -190,7 +179,6 @@ def _row_kernel(dtype):
                 else:
                     out[row, j] = a[row, j] - math.exp(b[row, j]) * total
 
-    _ROW_KERNELS[key] = kernel
     return kernel
 
 

@@ -21,21 +21,15 @@ Padding is implicit (bounds checks), never materialised.
 """
 from __future__ import annotations
 
-import numba
-import numpy as np
 from numba import cuda
 
 from .. import config
-from ._util import blocks_for, empty, to_device
-
-_KERNELS: dict = {}
+from ._util import blocks_for, empty, per_dtype, to_device
 
 
-def _kernels(dtype):
-    key = np.dtype(dtype)
-    if key in _KERNELS:
-        return _KERNELS[key]
-    nb_type = numba.from_dtype(key)
+
+@per_dtype
+def _kernels(nb_type):
     max_taps = config.CUDA_CONV_DIRECT_MAX_TAPS
     tile = config.CUDA_GEMM_TILE
     reduce_threads = config.CUDA_REDUCE_THREADS
@@ -195,8 +189,7 @@ def _kernels(dtype):
         if cuda.threadIdx.x == 0:
             grad_b[k] = total
 
-    _KERNELS[key] = (direct, implicit_gemm, backward_input, backward_weight, backward_bias)
-    return _KERNELS[key]
+    return (direct, implicit_gemm, backward_input, backward_weight, backward_bias)
 
 
 def conv2d_algorithm(weight_shape) -> str:

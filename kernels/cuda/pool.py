@@ -13,12 +13,11 @@ from __future__ import annotations
 import math
 from types import SimpleNamespace
 
-import numba
 import numpy as np
 from numba import cuda
 
 from .. import config
-from ._util import blocks_for, empty, to_device, zeros
+from ._util import blocks_for, empty, per_dtype, to_device, zeros
 
 
 def _launch(kernel, count, *args):
@@ -38,15 +37,11 @@ def _larger(a, b):
     return a if a > b else b
 
 
-_KERNELS: dict = {}
 
 
-def _kernels(dtype):
+@per_dtype
+def _kernels(nb_type):
     """The pooling kernels for one dtype: constants and divisors typed as the data (no float64 promotion)."""
-    key = np.dtype(dtype)
-    if key in _KERNELS:
-        return _KERNELS[key]
-    nb_type = numba.from_dtype(key)
     zero = nb_type(0)
 
     @cuda.jit
@@ -212,7 +207,6 @@ def _kernels(dtype):
     kernels = SimpleNamespace(max_pool=_max_pool, max_pool_backward=_max_pool_backward, avg_pool=_avg_pool,
                               avg_pool_backward=_avg_pool_backward, adaptive_pool=_adaptive_pool,
                               adaptive_avg_backward=_adaptive_avg_backward)
-    _KERNELS[key] = kernels
     return kernels
 
 

@@ -20,26 +20,20 @@ from __future__ import annotations
 import math
 from types import SimpleNamespace
 
-import numba
-import numpy as np
 from numba import cuda
 
 from ..reference.recurrent import GATE_COUNT
 from .. import config
-from ._util import blocks_for, broadcast_rows, column_sums, copy_into, empty, fill, gemm, row_norms, to_device, zeros
+from ._util import blocks_for, broadcast_rows, column_sums, copy_into, empty, fill, gemm, per_dtype, row_norms, to_device, zeros
 
 MODE_IDS = {"rnn_tanh": 0, "rnn_relu": 1, "lstm": 2, "gru": 3, "gru_reset_before": 4}
 
 
-_KERNELS: dict = {}
 
 
-def _kernels(dtype):
+@per_dtype
+def _kernels(nb_type):
     """The time-step kernels for one dtype: constants typed as the data (no float64 promotion of float32 math)."""
-    key = np.dtype(dtype)
-    if key in _KERNELS:
-        return _KERNELS[key]
-    nb_type = numba.from_dtype(key)
     zero, one, half = nb_type(0), nb_type(1), nb_type(0.5)
 
     @cuda.jit(device=True)
@@ -206,7 +200,6 @@ def _kernels(dtype):
 
     kernels = SimpleNamespace(reset_hidden=_reset_hidden, step=_step, step_backward=_step_backward,
                               reset_backward=_reset_backward)
-    _KERNELS[key] = kernels
     return kernels
 
 
