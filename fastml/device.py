@@ -128,6 +128,13 @@ def zeros(shape, dtype, on_device: bool):
     return np.zeros(shape, dtype=dtype)
 
 
+def full(shape, value, dtype, on_device: bool):
+    """An array of ``value`` on the device (``on_device``, made there by a fill kernel: no copy) or the host."""
+    if on_device:
+        return _util().fill(_util().empty(shape, dtype), value)
+    return np.full(shape, value, dtype=dtype)
+
+
 def empty(shape, dtype, on_device: bool):
     if on_device:
         return _util().empty(shape, dtype)

@@ -12,7 +12,10 @@ keep everything on the device: host inputs, states and weights are copied
 there once per call (device arrays are used in place), the layout changes
 (``batch_first``, the bidirectional concatenation and split) are device
 copy kernels, and every result is a device array. Only ``lengths`` (N ints)
-and the dropout masks are made on the host and copied over.
+and the dropout masks are made on the host and copied over. The single-step
+cells (:func:`rnn_cell`, :func:`lstm_cell`, :func:`gru_cell` and their
+backward) run the same sequence kernels with T = 1 and stay on the device
+the same way; their all-ones ``lengths`` is filled on the device.
 """
 from __future__ import annotations
 
@@ -22,7 +25,18 @@ import numpy as np
 
 from .. import _backend
 from .._checks import as_float_array, as_int, check_choice, contiguous
-from ..device import add, copy_into, empty, is_device_array, multiply, swap_first_two, to_device, to_host, zeros
+from ..device import (
+    add,
+    add_batch_dim,
+    copy_into,
+    empty,
+    full,
+    multiply,
+    swap_first_two,
+    to_device,
+    to_host,
+    zeros,
+)
 from ..kernels.reference.recurrent import GATE_COUNT
 
 NONLINEARITIES = ("tanh", "relu")
@@ -79,7 +93,10 @@ def check_lengths(fn, lengths, batch, seq_len):
         return np.full(batch, seq_len, dtype=np.int64)
     if hasattr(lengths, "detach"):  # a torch tensor
         lengths = lengths.detach().cpu().numpy()
-    array = to_host(lengths)  # N ints: a device copy is brought back to check its range
+    try:
+        array = to_host(lengths)  # N ints: a device copy is brought back to check its range
+    except ValueError as exc:  # ragged nested lists
+        raise ValueError(f"{fn}: `lengths` must be a rectangular integer array, got a ragged sequence ({exc})") from None
     if array.dtype.kind not in "iu":
         raise TypeError(f"{fn}: `lengths` must be integers, got dtype {array.dtype}")
     if array.ndim != 1 or array.shape[0] != batch:
@@ -93,6 +110,9 @@ def check_lengths(fn, lengths, batch, seq_len):
 
 
 # --- single-step cells ----------------------------------------------------------------------------
+# A cell is a one-step sequence: it runs the backend's sequence kernels with T = 1 (on the cuda
+# backend the input projection GEMM, the hidden GEMM and the fused gate kernel of that one step),
+# so the gate equations exist once. On "cuda" every buffer is made on the device.
 @dataclass
 class _Cell:
     mode: str
@@ -102,14 +122,18 @@ class _Cell:
     weights: tuple
     has_bias: bool
     unbatched: bool
+    backend: str
+    on_device: bool
 
 
-def _cell_args(fn, mode, input, h, c, w_ih, w_hh, b_ih, b_hh) -> _Cell:
+def _cell_args(fn, mode, input, h, c, w_ih, w_hh, b_ih, b_hh, backend) -> _Cell:
+    name = _backend.resolve(backend, fn)
+    on_device = name == "cuda"
     x = as_float_array(input, fn, "input")
     if x.ndim not in (1, 2):
         raise ValueError(f"{fn}: `input` must be 1-D (input_size,) or 2-D (N, input_size), got shape {tuple(x.shape)}")
     unbatched = x.ndim == 1
-    x = x[None] if unbatched else x
+    x = add_batch_dim(x) if unbatched else x
     if x.shape[0] == 0 or x.shape[1] == 0:
         raise ValueError(f"{fn}: `input` must not be empty, got shape {tuple(np.shape(input))}")
     w_hh_arr = as_float_array(w_hh, fn, "weight_hh")
@@ -117,25 +141,29 @@ def _cell_args(fn, mode, input, h, c, w_ih, w_hh, b_ih, b_hh) -> _Cell:
         raise ValueError(f"{fn}: `weight_hh` must be 2-D ({GATE_COUNT[mode]}*hidden_size, hidden_size), "
                          f"got shape {tuple(w_hh_arr.shape)}")
     hidden = w_hh_arr.shape[1]
-    weights = check_weights(fn, mode, x.dtype, x.shape[1], hidden, w_ih, w_hh_arr, b_ih, b_hh)
+    weights = check_weights(fn, mode, x.dtype, x.shape[1], hidden, w_ih, w_hh_arr, b_ih, b_hh, on_device=on_device)
     batch = x.shape[0]
     shown = (hidden,) if unbatched else (batch, hidden)
 
+    def place(array):
+        return to_device(array) if on_device else array
+
     def state(value, name):
         if value is None:
-            return np.zeros((batch, hidden), dtype=x.dtype)
+            return zeros((batch, hidden), x.dtype, on_device)
         array = _float_like(fn, value, name, x.dtype, shown)
-        return np.ascontiguousarray(array.reshape(batch, hidden))
+        return contiguous(place(array)).reshape(batch, hidden)
 
-    return _Cell(mode, np.ascontiguousarray(x)[None], state(h, "hx"), state(c, "cx") if mode == "lstm" else None,
-                 weights, b_ih is not None, unbatched)
+    x = contiguous(place(x))
+    return _Cell(mode, x.reshape(1, batch, x.shape[1]), state(h, "hx"),
+                 state(c, "cx") if mode == "lstm" else None, tuple(place(w) for w in weights), b_ih is not None,
+                 unbatched, name, on_device)
 
 
-def _cell_forward(cell: _Cell, backend, fn, keep=False):
-    kernels = _backend.kernels("recurrent", backend, fn)
-    lengths = np.ones(cell.x.shape[1], dtype=np.int64)
-    out, h, c, saved = kernels.recurrent_forward(cell.mode, cell.x, cell.h, cell.c, *cell.weights, lengths,
-                                                 False, keep)
+def _cell_forward(cell: _Cell, fn, keep=False):
+    kernels = _backend.kernels("recurrent", cell.backend, fn)
+    lengths = full((cell.x.shape[1],), 1, np.int64, cell.on_device)  # made where it is used: no host copy
+    _, h, c, saved = kernels.recurrent_forward(cell.mode, cell.x, cell.h, cell.c, *cell.weights, lengths, False, keep)
     return kernels, h, c, saved
 
 
@@ -160,8 +188,8 @@ def rnn_cell(input, hx, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh", *
     """
     fn = "rnn_cell"
     check_choice(nonlinearity, NONLINEARITIES, fn, "nonlinearity")
-    cell = _cell_args(fn, cell_mode("RNN", nonlinearity), input, hx, None, w_ih, w_hh, b_ih, b_hh)
-    _, h, _, _ = _cell_forward(cell, backend, fn)
+    cell = _cell_args(fn, cell_mode("RNN", nonlinearity), input, hx, None, w_ih, w_hh, b_ih, b_hh, backend)
+    _, h, _, _ = _cell_forward(cell, fn)
     return _squeeze(h, cell.unbatched)
 
 
@@ -188,8 +216,8 @@ def lstm_cell(input, hx, w_ih, w_hh, b_ih=None, b_hh=None, *, backend=None):
     """
     fn = "lstm_cell"
     h, c = _split_hc(fn, hx)
-    cell = _cell_args(fn, "lstm", input, h, c, w_ih, w_hh, b_ih, b_hh)
-    _, h, c, _ = _cell_forward(cell, backend, fn)
+    cell = _cell_args(fn, "lstm", input, h, c, w_ih, w_hh, b_ih, b_hh, backend)
+    _, h, c, _ = _cell_forward(cell, fn)
     return _squeeze(h, cell.unbatched), _squeeze(c, cell.unbatched)
 
 
@@ -206,19 +234,24 @@ def gru_cell(input, hx, w_ih, w_hh, b_ih=None, b_hh=None, reset_after=True, *, b
         w_ih: ``(3H, I)``; w_hh: ``(3H, H)``; b_ih, b_hh: ``(3H,)`` or None.
     """
     fn = "gru_cell"
-    cell = _cell_args(fn, cell_mode("GRU", reset_after=bool(reset_after)), input, hx, None, w_ih, w_hh, b_ih, b_hh)
-    _, h, _, _ = _cell_forward(cell, backend, fn)
+    mode = cell_mode("GRU", reset_after=bool(reset_after))
+    cell = _cell_args(fn, mode, input, hx, None, w_ih, w_hh, b_ih, b_hh, backend)
+    _, h, _, _ = _cell_forward(cell, fn)
     return _squeeze(h, cell.unbatched)
 
 
-def _cell_backward(fn, cell, grad_h, grad_c, backend):
+def _cell_backward(fn, cell, grad_h, grad_c):
     batch, hidden = cell.h.shape
     shown = (hidden,) if cell.unbatched else (batch, hidden)
-    g_h = _float_like(fn, grad_h, "grad_h", cell.x.dtype, shown).reshape(1, batch, hidden)
+
+    def place(array):
+        return contiguous(to_device(array) if cell.on_device else array)
+
+    g_h = place(_float_like(fn, grad_h, "grad_h", cell.x.dtype, shown)).reshape(1, batch, hidden)
     g_c = None
     if grad_c is not None:
-        g_c = _float_like(fn, grad_c, "grad_c", cell.x.dtype, shown).reshape(batch, hidden)
-    kernels, _, _, saved = _cell_forward(cell, backend, fn, keep=True)
+        g_c = place(_float_like(fn, grad_c, "grad_c", cell.x.dtype, shown)).reshape(batch, hidden)
+    kernels, _, _, saved = _cell_forward(cell, fn, keep=True)
     gx, gh0, gc0, gw_ih, gw_hh, gb_ih, gb_hh, _ = kernels.recurrent_backward(saved, g_h, None, g_c, 0)
     if not cell.has_bias:
         gb_ih = gb_hh = None
@@ -234,8 +267,8 @@ def rnn_cell_backward(grad_h, input, hx, w_ih, w_hh, b_ih=None, b_hh=None, nonli
     """
     fn = "rnn_cell_backward"
     check_choice(nonlinearity, NONLINEARITIES, fn, "nonlinearity")
-    cell = _cell_args(fn, cell_mode("RNN", nonlinearity), input, hx, None, w_ih, w_hh, b_ih, b_hh)
-    gx, gh, _, *rest = _cell_backward(fn, cell, grad_h, None, backend)
+    cell = _cell_args(fn, cell_mode("RNN", nonlinearity), input, hx, None, w_ih, w_hh, b_ih, b_hh, backend)
+    gx, gh, _, *rest = _cell_backward(fn, cell, grad_h, None)
     return (gx, gh, *rest)
 
 
@@ -247,16 +280,17 @@ def lstm_cell_backward(grad_h, grad_c, input, hx, w_ih, w_hh, b_ih=None, b_hh=No
     """
     fn = "lstm_cell_backward"
     h, c = _split_hc(fn, hx)
-    cell = _cell_args(fn, "lstm", input, h, c, w_ih, w_hh, b_ih, b_hh)
-    gx, gh, gc, *rest = _cell_backward(fn, cell, grad_h, grad_c, backend)
+    cell = _cell_args(fn, "lstm", input, h, c, w_ih, w_hh, b_ih, b_hh, backend)
+    gx, gh, gc, *rest = _cell_backward(fn, cell, grad_h, grad_c)
     return (gx, (gh, gc), *rest)
 
 
 def gru_cell_backward(grad_h, input, hx, w_ih, w_hh, b_ih=None, b_hh=None, reset_after=True, *, backend=None):
     """Gradients of :func:`gru_cell`: ``(grad_input, grad_hx, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh)``."""
     fn = "gru_cell_backward"
-    cell = _cell_args(fn, cell_mode("GRU", reset_after=bool(reset_after)), input, hx, None, w_ih, w_hh, b_ih, b_hh)
-    gx, gh, _, *rest = _cell_backward(fn, cell, grad_h, None, backend)
+    mode = cell_mode("GRU", reset_after=bool(reset_after))
+    cell = _cell_args(fn, mode, input, hx, None, w_ih, w_hh, b_ih, b_hh, backend)
+    gx, gh, _, *rest = _cell_backward(fn, cell, grad_h, None)
     return (gx, gh, *rest)
 
 
@@ -340,9 +374,16 @@ def rnn_sequence(input, hx, weights, mode, *, num_layers=1, bidirectional=False,
     check_choice(mode, tuple(GATE_COUNT), fn, "mode")
     num_layers = as_int(num_layers, fn, "num_layers", minimum=1)
     dirs = 2 if bidirectional else 1
+    if not isinstance(weights, (list, tuple)):
+        raise TypeError(f"{fn}: `weights` must be a list of (w_ih, w_hh, b_ih, b_hh) tuples, "
+                        f"got {type(weights).__name__}")
     if len(weights) != num_layers * dirs:
         raise ValueError(f"{fn}: `weights` must hold num_layers*num_directions (={num_layers * dirs}) tuples, "
                          f"got {len(weights)}")
+    for k, entry in enumerate(weights):
+        if not isinstance(entry, (list, tuple)) or len(entry) != 4:
+            got = f"{len(entry)} entries" if isinstance(entry, (list, tuple)) else type(entry).__name__
+            raise ValueError(f"{fn}: `weights[{k}]` must be a tuple (w_ih, w_hh, b_ih, b_hh), got {got}")
     first = weights[0]
     w_ih0 = as_float_array(first[0], fn, "weight_ih_l0")
     w_hh0 = as_float_array(first[1], fn, "weight_hh_l0")
@@ -352,13 +393,13 @@ def rnn_sequence(input, hx, weights, mode, *, num_layers=1, bidirectional=False,
     x = _check_input(fn, input, w_ih0.shape[1])
     unbatched = x.ndim == 2
     if x.shape[0 if (unbatched or not batch_first) else 1] == 0:
-        raise ValueError(f"{fn}: the sequence length T must be >= 1, got input shape {tuple(x.shape)}")
+        raise ValueError(f"{fn}: sequence length T must be >= 1 in `input`, got shape {tuple(x.shape)}")
     name = _backend.resolve(backend, fn)
     on_device = name == "cuda"
     xt = _to_time_major(to_device(x) if on_device else x, batch_first, unbatched)
     seq_len, batch, _ = xt.shape
     if batch == 0:
-        raise ValueError(f"{fn}: the batch must not be empty, got input shape {tuple(x.shape)}")
+        raise ValueError(f"{fn}: `input` must not be empty: the batch size N is 0 (input shape {tuple(x.shape)})")
     dtype = xt.dtype
     lengths = check_lengths(fn, lengths, batch, seq_len)
     if mode == "lstm":
@@ -376,6 +417,8 @@ def rnn_sequence(input, hx, weights, mode, *, num_layers=1, bidirectional=False,
             arrays = check_weights(fn, mode, dtype, in_size, hidden, *weights[layer * dirs + d], suffix=suffix,
                                    on_device=on_device)
             checked.append(tuple(to_device(a) for a in arrays) if on_device else arrays)
+    if isinstance(dropout, (bool, np.bool_)) or not isinstance(dropout, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{fn}: `dropout` must be a number in [0, 1], got {dropout!r}")
     dropout = float(dropout)
     if not 0.0 <= dropout <= 1.0:
         raise ValueError(f"{fn}: `dropout` must be in [0, 1], got {dropout}")
@@ -444,7 +487,8 @@ def rnn_sequence_backward(ctx: RecurrentContext, grad_output, grad_h_n=None, gra
             were detached there. None: full BPTT.
     """
     if ctx is None:
-        raise ValueError(f"{fn}: no forward context; run forward with keep=True (in train mode, outside no_grad)")
+        raise ValueError(f"{fn}: `ctx` is None: no forward context; run forward with keep=True (in train mode, "
+                         f"outside no_grad)")
     if bptt_steps is None:
         bptt_steps = 0
     else:
