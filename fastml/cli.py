@@ -22,17 +22,23 @@ def info() -> dict:
         "numpy": np.__version__,
         "scipy": scipy.__version__,
         "numba": numba.__version__,
-        "numba threads": numba.get_num_threads(),
         "numba threading layer (configured)": numba.config.THREADING_LAYER,
         "numba cache dir": _jit.CACHE_DIR,
         "default backend": fastml.get_backend(),
     }
     try:
-        # The layer is chosen when the first parallel kernel runs; run a tiny one.
-        fastml.F.relu(np.zeros(4, dtype=np.float32), backend="cpu")
-        facts["numba threading layer (in use)"] = numba.threading_layer()
-    except ValueError:  # no parallel region has run
-        facts["numba threading layer (in use)"] = "not initialised"
+        layer = _jit.threading_layer()  # starts Numba's thread pool, which picks the layer
+    except ValueError as exc:  # e.g. NUMBA_THREADING_LAYER names a layer that can't be loaded
+        layer = f"unavailable ({exc})"
+    facts["numba threading layer (in use)"] = layer
+    facts["numba threads"] = numba.config.NUMBA_NUM_THREADS if layer.startswith("unavailable") else numba.get_num_threads()
+    if layer == "workqueue":
+        facts["concurrent calls"] = ("guarded: workqueue is not thread-safe, so parallel kernels launched from "
+                                     "several threads take turns (install tbb, or use omp, to run them at once)")
+    elif layer in ("tbb", "omp"):
+        facts["concurrent calls"] = f"safe: the {layer} layer accepts parallel kernels from several threads at once"
+    else:
+        facts["concurrent calls"] = "unknown (no threading layer could be started)"
     try:
         from threadpoolctl import threadpool_info
 
@@ -40,7 +46,7 @@ def info() -> dict:
                                           for p in threadpool_info() if p.get("user_api") == "blas"}))
     except ImportError:
         pass
-    ok, reason = fastml.cuda_status()
+    _, reason = fastml.cuda_status()
     facts["cuda"] = reason
     try:
         import torch
@@ -80,7 +86,7 @@ def _cmd_example(args) -> int:
             pooled, idx = fastml.F.max_pool2d(act, 2, return_indices=True)
             g_act = grad.max_pool2d_backward(np.ones_like(pooled), act, 2, indices=idx)
             g_conv = grad.relu_backward(g_act, conv)
-            g_x, g_w, g_b = grad.conv2d_backward(g_conv, x, w, padding=1)
+            g_x, g_w, _ = grad.conv2d_backward(g_conv, x, w, padding=1)
         results[name] = (pooled, g_x, g_w)
         print(f"{name:>9}: conv2d(16x3x32x32, 8x3x3x3, pad 1) -> relu -> max_pool2d(2), forward+backward "
               f"in {1e3 * (time.perf_counter() - start):.1f} ms; output {pooled.shape} {pooled.dtype}")

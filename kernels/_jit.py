@@ -1,18 +1,38 @@
-"""The Numba decorator every CPU kernel uses, and the on-disk cache location.
+"""The Numba decorator every CPU kernel uses: on-disk cache, its location and recovery, launch guard.
 
-Kernels compile on first use (lazily, per dtype signature) and are cached on
-disk (``cache=True``). Numba writes its cache next to the source file when it
-can, else to ``NUMBA_CACHE_DIR``. For a read-only install with no
+Cache. Kernels compile on first use (lazily, per dtype signature) and are
+cached on disk (``cache=True``). Numba writes its cache next to the source file
+when it can, else to ``NUMBA_CACHE_DIR``. For a read-only install with no
 ``NUMBA_CACHE_DIR`` set we point Numba at a per-user temp dir, so caching
-keeps working instead of failing with "no locator available".
+keeps working instead of failing with "no locator available". Numba itself
+raises (``EOFError``, ``UnpicklingError``) when an index (``.nbi``) or data
+(``.nbc``) file is truncated or corrupt, and then can't save either (saving
+reads the index first); :class:`_RecoveringCache` discards such a file,
+recompiles and warns once per process. Cache files are written to a temporary
+name and renamed (Numba's ``_open_for_write``), so processes compiling the same
+kernels at once never see each other's half-written files.
+
+Threads. fastml may be called from many Python threads at once (kernels release
+the GIL, ``nogil=True``). Numba's ``tbb`` and ``omp`` threading layers accept
+concurrent parallel launches; ``workqueue`` (the fallback when neither TBB nor
+OpenMP loads, or ``NUMBA_THREADING_LAYER=workqueue``) aborts the whole process
+("Concurrent access has been detected"). So every ``parallel=True`` kernel is
+launched through :class:`_GuardedKernel`, which under ``workqueue`` takes one
+process-wide lock around the launch (parallel kernels then run one at a time;
+serial kernels still run concurrently) and costs one flag test otherwise.
+``fastml info`` reports the layer and which of the two applies.
 """
 from __future__ import annotations
 
 import os
 import tempfile
+import threading
+import warnings
 
 import numba
+import numba.core.dispatcher
 from numba.core import config as numba_config
+from numba.core.caching import FunctionCache
 
 _KERNEL_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -20,8 +40,8 @@ _KERNEL_DIR = os.path.dirname(os.path.abspath(__file__))
 def _writable(path: str) -> bool:
     try:
         os.makedirs(path, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=path, prefix=".fastml-probe-", delete=True)
-        probe.close()
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".fastml-probe-", delete=True):
+            pass
         return True
     except OSError:
         return False
@@ -45,17 +65,143 @@ def configure_cache() -> str:
 CACHE_DIR = configure_cache()
 
 
+_warned: set = set()
+_warn_lock = threading.Lock()
+
+
+def _warn_once(kind: str, message: str) -> None:
+    with _warn_lock:
+        if kind in _warned:
+            return
+        _warned.add(kind)
+    warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
+class _RecoveringCache(FunctionCache):
+    """Numba's per-function disk cache, but a corrupt cache file means "recompile", not a crash.
+
+    A file that fails to load (truncated, garbage, written by a crashed process)
+    is removed together with the function's index, the kernel is compiled as if
+    nothing was cached and saved afresh; the first time this happens in a
+    process a RuntimeWarning names the file. A cache that can't be written
+    (full disk, read-only ``NUMBA_CACHE_DIR``) warns once and the compiled
+    kernel is simply not saved.
+    """
+
+    def load_overload(self, sig, target_context):
+        try:
+            return super().load_overload(sig, target_context)
+        except Exception as exc:  # noqa: BLE001 - pickle/LLVM errors of every kind mean "corrupt"
+            index = self._cache_file._index_path
+            _warn_once("corrupt", f"fastml: the Numba cache file {index!r} (or a data file it lists) was corrupt "
+                                  f"({type(exc).__name__}: {exc}); recompiling. Further corrupt cache files are "
+                                  f"recompiled without a warning.")
+            self._discard()
+            return None
+
+    def save_overload(self, sig, data):
+        try:
+            super().save_overload(sig, data)
+        except Exception as first:  # noqa: BLE001
+            self._discard()  # most likely a corrupt index, which saving reads first
+            try:
+                super().save_overload(sig, data)
+            except Exception as exc:  # noqa: BLE001
+                _warn_once("unsaved", f"fastml: could not write the Numba cache in {self.cache_path!r} "
+                                      f"({type(exc).__name__}: {exc}; first {type(first).__name__}); kernels are "
+                                      f"compiled in every new process. Set NUMBA_CACHE_DIR to a writable folder.")
+
+    def _discard(self):
+        """Remove this function's index: its stale entries are forgotten and data files overwritten."""
+        try:
+            os.unlink(self._cache_file._index_path)
+        except OSError:
+            pass
+
+
+def _enable_cache(dispatcher) -> None:
+    try:
+        dispatcher._cache = _RecoveringCache(dispatcher.py_func)
+    except RuntimeError as exc:  # "cannot cache function ...: no locator available"
+        _warn_once("unsaved", f"fastml: Numba kernels can't be cached ({exc}); they are compiled in every new "
+                              f"process. Set NUMBA_CACHE_DIR to a writable folder.")
+
+
+# --- parallel launches and the threading layer ---------------------------------------------------
+
+_LAUNCH_LOCK = threading.Lock()
+_serialise_launches: bool | None = None  # decided at the first parallel launch
+
+
+def threading_layer() -> str:
+    """The Numba threading layer parallel kernels run on (``tbb``, ``omp`` or ``workqueue``).
+
+    Numba picks it when its thread pool starts; this starts the pool if no
+    parallel kernel has run yet (``numba.get_num_threads`` does), so the answer
+    is what the kernels will use.
+    """
+    numba.get_num_threads()
+    return numba.threading_layer()
+
+
+def launches_serialised() -> bool:
+    """True when parallel kernel launches take turns: the ``workqueue`` layer is not thread-safe."""
+    global _serialise_launches
+    if _serialise_launches is None:
+        _serialise_launches = threading_layer() == "workqueue"
+    return _serialise_launches
+
+
+class _GuardedKernel:
+    """A ``parallel=True`` dispatcher, launched under a process-wide lock when the layer is ``workqueue``.
+
+    Everything else (``py_func``, ``stats``, ``signatures``, ...) is the dispatcher's.
+    A guarded kernel can't be called from other ``@njit`` code (no parallel
+    kernel is): call ``.dispatcher`` there.
+    """
+
+    def __init__(self, dispatcher):
+        self.dispatcher = dispatcher
+        self.__wrapped__ = dispatcher
+        self.__name__ = dispatcher.__name__
+        self.__qualname__ = dispatcher.__qualname__
+        self.__doc__ = dispatcher.__doc__
+
+    def __call__(self, *args):
+        if _serialise_launches is False or (_serialise_launches is None and not launches_serialised()):
+            return self.dispatcher(*args)
+        with _LAUNCH_LOCK:
+            return self.dispatcher(*args)
+
+    def __getattr__(self, name):
+        return getattr(self.dispatcher, name)
+
+    def __repr__(self):
+        return f"<fastml guarded parallel kernel {self.__qualname__}>"
+
+
 def njit(*args, parallel: bool = False, **options):
     """``numba.njit`` with fastml's defaults: on-disk cache, NumPy error model, no fastmath.
 
     fastmath flags that assume no NaN/Inf would let NaN vanish from max pooling
     and activations, so kernels opt in only to ``contract``/``reassoc`` where a
-    measurement justified it (see ``kernels/config.py``).
+    measurement justified it (see ``kernels/config.py``). The disk cache is
+    :class:`_RecoveringCache`; ``parallel=True`` kernels come back wrapped in
+    :class:`_GuardedKernel` (see the module docstring).
     """
-    options.setdefault("cache", True)
+    cache = options.pop("cache", True)
     options.setdefault("error_model", "numpy")
     options.setdefault("nogil", True)
-    decorator = numba.njit(parallel=parallel, **options)
+    decorator = numba.njit(parallel=parallel, cache=False, **options)
+
+    def make(func):
+        dispatcher = decorator(func)
+        if not isinstance(dispatcher, numba.core.dispatcher.Dispatcher):  # NUMBA_DISABLE_JIT=1: plain Python
+            return dispatcher
+        if cache:
+            _enable_cache(dispatcher)
+        return _GuardedKernel(dispatcher) if parallel else dispatcher
+
     if args and callable(args[0]):
-        return decorator(args[0])
-    return decorator
+        return make(args[0])
+    return make
