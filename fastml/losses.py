@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import functional as F
-from ._checks import as_float_array, check_choice
+from ._checks import as_float_array, as_int, check_choice
 
 REDUCTIONS = ("mean", "sum", "none")
 _LOG_CLAMP = -100.0  # torch's BCELoss clamps log(p) at -100 so that p = 0 or 1 gives a finite loss
@@ -116,6 +116,18 @@ def _check_unit_interval(fn, name, array):
                          f"[{finite.min():.4g}, {finite.max():.4g}]")
 
 
+def _check_broadcast(fn, name, weight, shape):
+    """``weight`` (or None) must broadcast to the input's ``shape`` without growing it, as in torch."""
+    if weight is None:
+        return
+    try:
+        fits = np.broadcast_shapes(weight.shape, shape) == tuple(shape)
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ValueError(f"{fn}: `{name}` shape {weight.shape} must broadcast to `input` shape {tuple(shape)}")
+
+
 class BCELoss(_Loss):
     """Binary cross entropy -[y log p + (1 - y) log(1 - p)] of probabilities p (``torch.nn.BCELoss``).
 
@@ -133,6 +145,7 @@ class BCELoss(_Loss):
         y = self._same_shape_target(p, target)
         _check_unit_interval(fn, "input", p)
         _check_unit_interval(fn, "target", y)
+        _check_broadcast(fn, "weight", self.weight, p.shape)
         with np.errstate(divide="ignore"):
             log_p = np.maximum(np.log(p), _LOG_CLAMP)
             log_1mp = np.maximum(np.log1p(-p), _LOG_CLAMP)
@@ -157,6 +170,8 @@ class BCEWithLogitsLoss(_Loss):
         x = self._pred(pred)
         y = self._same_shape_target(x, target)
         _check_unit_interval(self._fn, "target", y)
+        _check_broadcast(self._fn, "weight", self.weight, x.shape)
+        _check_broadcast(self._fn, "pos_weight", self.pos_weight, x.shape)
         softplus_neg = np.log1p(np.exp(-np.abs(x))) + np.maximum(-x, 0)  # log(1 + exp(-x)) = -log sigmoid(x)
         sig = F.sigmoid(x)
         if self.pos_weight is None:
@@ -197,13 +212,15 @@ class CrossEntropyLoss(_Loss):
         if not isinstance(from_logits, (bool, np.bool_)):
             raise TypeError(f"{fn}: `from_logits` must be a bool, got {from_logits!r}")
         self.weight = None if weight is None else np.asarray(weight, dtype=np.float64)
-        self.ignore_index = int(ignore_index)
+        self.ignore_index = as_int(ignore_index, fn, "ignore_index")
         self.label_smoothing = float(label_smoothing)
         self.from_logits = bool(from_logits)
 
     def forward(self, pred, target):
         fn = self._fn
         x = self._pred(pred)
+        if x.ndim == 0:
+            raise ValueError(f"{fn}: `input` must be 1-D (C,) or at least 2-D (N, C, ...), got shape ()")
         unbatched = x.ndim == 1
         if unbatched:
             x = x[None]
@@ -212,22 +229,34 @@ class CrossEntropyLoss(_Loss):
             raise ValueError(f"{fn}: `weight` must have shape ({num_classes},), got {self.weight.shape}")
         # classes last, one row per sample
         rows = np.moveaxis(x, 1, -1).reshape(-1, num_classes)
+        if hasattr(target, "detach"):
+            target = target.detach().cpu().numpy()
+        if target is None or isinstance(target, (str, bytes, dict, set)):
+            raise TypeError(f"{fn}: `target` must be an array, got {type(target).__name__}")
+        try:
+            t = np.asarray(target)
+        except ValueError as exc:  # ragged nested lists
+            raise ValueError(f"{fn}: `target` must be a rectangular array, got a ragged sequence ({exc})") from None
+        if t.dtype.kind in "iu":
+            q, sample_w, valid = self._label_targets(t, x, unbatched, num_classes, rows.dtype)
+        elif t.dtype.kind == "f":
+            label_shape = () if unbatched else (x.shape[0],) + x.shape[2:]
+            if t.shape != np.shape(pred) and t.shape == label_shape:
+                if not np.isfinite(t).all():
+                    raise ValueError(f"{fn}: `target` holds NaN or Inf where integer class labels are expected "
+                                     f"(its shape {t.shape} is `input`'s without the class dimension)")
+                raise TypeError(f"{fn}: `target` class labels must have an integer dtype, got {t.dtype} (cast "
+                                f"with .astype(np.int64); a float `target` of `input`'s shape holds probabilities)")
+            q, sample_w, valid = self._prob_targets(t, pred, rows.dtype, num_classes)
+        else:
+            raise TypeError(f"{fn}: `target` must be integer class labels or float class probabilities, "
+                            f"got dtype {t.dtype}")
         if self.from_logits:
             log_p = F.log_softmax(np.ascontiguousarray(rows), -1)
         else:
             _check_unit_interval(fn, "input", rows)
             with np.errstate(divide="ignore"):
                 log_p = np.maximum(np.log(rows), rows.dtype.type(_LOG_CLAMP))
-        if hasattr(target, "detach"):
-            target = target.detach().cpu().numpy()
-        t = np.asarray(target)
-        if t.dtype.kind in "iu":
-            q, sample_w, valid = self._label_targets(t, x, unbatched, num_classes, rows.dtype)
-        elif t.dtype.kind == "f":
-            q, sample_w, valid = self._prob_targets(t, pred, rows.dtype, num_classes)
-        else:
-            raise TypeError(f"{fn}: `target` must be integer class labels or float class probabilities, "
-                            f"got dtype {t.dtype}")
         losses = -np.sum(q * log_p, axis=1) * sample_w
         if self.from_logits:
             grad = (np.exp(log_p) * np.sum(q, axis=1, keepdims=True) - q) * sample_w[:, None]

@@ -34,6 +34,12 @@ def _check_dtype(fn, dtype) -> np.dtype:
     return dtype
 
 
+def _check_grad_shape(fn, grad_output, shape) -> None:
+    if tuple(grad_output.shape) != tuple(shape):
+        raise ValueError(f"{fn}: `grad_output` must have the output's shape {tuple(shape)}, "
+                         f"got {tuple(grad_output.shape)}")
+
+
 def _check_bool(fn, name, value) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{fn}: `{name}` must be a bool, got {value!r}")
@@ -156,6 +162,8 @@ class Conv2d(_Layer):
         else:
             self.padding = as_pair(padding, fn, "padding", minimum=0)
         self.dilation = as_pair(dilation, fn, "dilation", minimum=1)
+        if self.padding == "same" and self.stride != (1, 1):
+            raise ValueError(f"{fn}: `padding`='same' requires `stride` 1, got {self.stride}")
         self.groups = as_int(groups, fn, "groups", minimum=1)
         if self.in_channels % self.groups or self.out_channels % self.groups:
             raise ValueError(f"{fn}: `groups` (={self.groups}) must divide `in_channels` (={self.in_channels}) and "
@@ -317,14 +325,16 @@ class Flatten(_Layer):
         start, end = start % ndim, end % ndim
         if start > end:
             raise ValueError(f"{fn}: `start_dim` (={self.start_dim}) must not come after `end_dim` (={self.end_dim})")
-        self._keep(shape=x.shape)
-        if x.ndim == 0:
-            return x.reshape(1)
-        return contiguous(x).reshape(tuple(x.shape[:start]) + (-1,) + tuple(x.shape[end + 1:]))
+        out = x.reshape(1) if x.ndim == 0 else contiguous(x).reshape(
+            tuple(x.shape[:start]) + (-1,) + tuple(x.shape[end + 1:]))
+        self._keep(shape=x.shape, out_shape=out.shape)
+        return out
 
     def backward(self, grad_output):
+        saved = self._saved()
         g = as_float_array(grad_output, "Flatten.backward", "grad_output")  # device arrays stay there
-        return contiguous(g).reshape(self._saved()["shape"])
+        _check_grad_shape("Flatten.backward", g, saved["out_shape"])
+        return contiguous(g).reshape(saved["shape"])
 
     def extra_repr(self):
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
@@ -454,6 +464,8 @@ class Dropout(_Layer):
     def backward(self, grad_output):
         mask = self._saved()["mask"]
         g = as_float_array(grad_output, "Dropout.backward", "grad_output")
+        if mask is not None:
+            _check_grad_shape("Dropout.backward", g, mask.shape)
         return g if mask is None else multiply(g, mask)
 
     def extra_repr(self):
@@ -551,7 +563,7 @@ class Sequential(_Layer):
             raise TypeError(f"Sequential: every entry must be a fastml Module, got {type(module).__name__} "
                             f"for {name!r}")
         if not isinstance(name, str) or not name or "." in name:
-            raise ValueError(f"Sequential: invalid module name {name!r}")
+            raise ValueError(f"Sequential: module `name` must be a non-empty str without '.', got {name!r}")
         setattr(self, name, module)
 
     def append(self, module):

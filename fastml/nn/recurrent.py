@@ -42,7 +42,10 @@ class _RecurrentBase(Module):
         if dropout > 0 and self.num_layers == 1:
             warnings.warn(f"{fn}: dropout={dropout} only acts between layers, so it does nothing with num_layers=1",
                           UserWarning, stacklevel=3)
-        dtype = np.dtype(dtype)
+        try:
+            dtype = np.dtype(dtype)
+        except TypeError:
+            raise TypeError(f"{fn}: `dtype` must be float32 or float64, got {dtype!r}") from None
         if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
             raise TypeError(f"{fn}: `dtype` must be float32 or float64, got {dtype}")
         self.bias = bool(bias)
