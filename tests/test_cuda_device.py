@@ -64,3 +64,33 @@ def test_validation_reads_dtype_and_shape_on_the_device():
         F.conv2d(x, np.ones((1, 3, 2, 2), np.float32), backend="cuda")
     with pytest.raises(ValueError, match=r"max_pool2d: `input` must be 3-D or 4-D"):
         F.max_pool2d(fastml.to_device(np.ones((4, 4), np.float32)), 2, backend="cuda")
+
+
+@requires_cuda
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_embedding_gather_and_scatter_add(rng, dtype):
+    weight = random(rng, (5, 3), dtype)
+    idx = np.array([[1, 4, 1], [0, 1, 3]])  # row 1 three times: the atomic adds must all land
+    grad_out = random(rng, (2, 3, 3), dtype)
+    for padding_idx in (None, 1):
+        want = F.embedding(idx, weight, padding_idx, backend="reference")
+        got = F.embedding(idx, fastml.to_device(weight), padding_idx, backend="cuda")
+        assert fastml.is_device_array(got) and got.shape == (2, 3, 3)
+        assert_close(host(got), want, dtype=dtype)
+        want_gw = grad.embedding_backward(grad_out, idx, weight, padding_idx, backend="reference")
+        got_gw = grad.embedding_backward(fastml.to_device(grad_out), fastml.to_device(idx.astype(np.int32)),
+                                         weight, padding_idx, backend="cuda")
+        assert fastml.is_device_array(got_gw)
+        assert_close(host(got_gw), want_gw, dtype=dtype)
+    assert not host(got_gw)[1].any()  # the padding row gets no gradient
+
+
+@requires_cuda
+def test_embedding_device_indices_are_checked_before_the_kernel():
+    weight = np.zeros((5, 2), np.float32)
+    with pytest.raises(ValueError, match=r"embedding: indices in `input` must lie in \[0, 5\), got values in \[0, 5\]"):
+        F.embedding(fastml.to_device(np.array([0, 5])), weight, backend="cuda")
+    with pytest.raises(TypeError, match=r"embedding: `input` must be an integer array of indices, got dtype float32"):
+        F.embedding(fastml.to_device(np.array([0.0], np.float32)), weight, backend="cuda")
+    with pytest.raises(ValueError, match=r"embedding_backward: `grad_output` must have shape \(2, 2\)"):
+        grad.embedding_backward(np.zeros((2, 3), np.float32), np.array([0, 1]), weight, backend="cuda")

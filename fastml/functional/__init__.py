@@ -6,12 +6,13 @@ Every op takes a keyword-only ``backend=`` (``"reference"``, ``"cpu"``,
 from . import grad
 from .activation import identity, log_softmax, relu, sigmoid, softmax, tanh
 from .conv import conv2d
+from .embedding import embedding
 from .linear import linear
 from .pooling import adaptive_avg_pool2d, adaptive_max_pool2d, avg_pool2d, max_pool2d
 
 __all__ = [
     "conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d", "linear",
-    "relu", "sigmoid", "tanh", "softmax", "log_softmax", "identity", "grad",
+    "relu", "sigmoid", "tanh", "softmax", "log_softmax", "identity", "embedding", "grad",
 ]
 
 # Recurrent cells, whole sequences and their gradients (fastml/functional/recurrent.py).

@@ -14,6 +14,7 @@ from ..device import count_outside
 from .._checks import add_batch_dim, as_device, contiguous, is_device_array, as_float_array, check_same_dtype, image_batch
 from .activation import contiguous, float_input, normalize_dim, rows_along
 from .conv import conv_spec
+from .embedding import embedding_backward  # noqa: F401 (lives beside its op; re-exported as grad.<op>_backward)
 from .linear import linear_args
 from .pooling import adaptive_output_size, avg_divisor, pool_spec
 

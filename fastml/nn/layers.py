@@ -483,6 +483,10 @@ class Embedding(_Layer):
     Shape:
         input: integer indices of any shape ``(*)``; output ``(*, embedding_dim)``.
         ``backward`` returns None (indices have no gradient).
+
+    On ``.to("cuda")`` the lookup is a gather kernel and the gradient a scatter-add with atomic adds;
+    host indices are checked on the host and copied once per call, device indices are range-checked on
+    the device (one int comes back; see :mod:`fastml.functional.embedding`).
     """
 
     def __init__(self, num_embeddings, embedding_dim, padding_idx=None, *, dtype=np.float32, seed=None):
@@ -504,31 +508,12 @@ class Embedding(_Layer):
         self.register_parameter("weight", weight)
 
     def forward(self, input):
-        fn = "Embedding.forward"
-        if is_device_array(self.weight):
-            raise NotImplementedError(f"{fn}: Embedding has no 'cuda' kernel yet; keep it on the host "
-                                      f"(embedding.to('cpu')) and move its output with fastml.to_device")
-        if hasattr(input, "detach"):
-            input = input.detach().cpu().numpy()
-        idx = np.asarray(input)
-        if idx.dtype.kind not in "iu":
-            raise TypeError(f"{fn}: `input` must be an integer array of indices, got dtype {idx.dtype}")
-        if idx.size and (idx.min() < 0 or idx.max() >= self.num_embeddings):
-            raise ValueError(f"{fn}: indices in `input` must lie in [0, {self.num_embeddings}), got values in "
-                             f"[{idx.min()}, {idx.max()}]")
-        self._keep(idx=idx)
-        return self.weight[idx]
+        self._keep(idx=input)
+        return F.embedding(input, self.weight, self.padding_idx, backend=self.backend, fn="Embedding.forward")
 
     def backward(self, grad_output):
-        idx = self._saved()["idx"]
-        g = as_float_array(grad_output, "Embedding.backward", "grad_output")
-        if g.shape != idx.shape + (self.embedding_dim,):
-            raise ValueError(f"Embedding.backward: `grad_output` must have shape {idx.shape + (self.embedding_dim,)}, "
-                             f"got {g.shape}")
-        grad_w = np.zeros_like(self.weight)
-        np.add.at(grad_w, idx.reshape(-1), g.reshape(-1, self.embedding_dim).astype(self.dtype, copy=False))
-        if self.padding_idx is not None:
-            grad_w[self.padding_idx] = 0
+        grad_w = G.embedding_backward(grad_output, self._saved()["idx"], self.weight, self.padding_idx,
+                                      backend=self.backend, fn="Embedding.backward")
         self._accumulate("weight", grad_w)
         return None
 
