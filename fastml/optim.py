@@ -1,9 +1,39 @@
-"""Optimisation: gradient clipping, the SGD / Adam / AdamW optimisers and learning-rate schedules."""
+"""Optimisation: gradient clipping, the SGD / Adam / AdamW optimisers and learning-rate schedules.
+
+Parameters (and gradients) may be NumPy arrays or CUDA device arrays (a model moved with
+``.to("cuda")``). Device parameters are updated in place on the device by the fused kernels of
+``kernels/cuda/optim.py``, with their state buffers (momentum, ``exp_avg``, ``exp_avg_sq``) on the
+device too: a training step copies nothing between host and device. Each optimizer computes its
+per-step coefficients once, in Python, for both sides; the elementwise math is written once per side
+(NumPy below, one kernel per optimizer there) in the same order of operations.
+"""
 from __future__ import annotations
 
 from collections.abc import Mapping
 
 import numpy as np
+
+from .device import (
+    as_device,
+    contiguous,
+    empty,
+    is_device_array,
+    to_device,
+    to_host,
+    zeros,
+)
+
+
+def _cuda_optim():
+    from .kernels.cuda import optim
+
+    return optim
+
+
+def _is_float_array(value) -> bool:
+    if isinstance(value, np.ndarray):
+        return value.dtype.kind == "f"
+    return is_device_array(value) and np.dtype(as_device(value).dtype).kind == "f"
 
 
 def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, eps=1e-6):
@@ -19,45 +49,80 @@ def clip_grad_norm_(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, ep
     Returns:
         The total norm before clipping, a Python float.
 
+    Device gradients (a model on ``"cuda"``) are reduced and scaled on the device; the norm is
+    accumulated there in the gradients' dtype (on the host in float64), and only the total, one scalar
+    per dtype, is copied back (it is the return value and decides the scale).
+
     Example:
         >>> total = clip_grad_norm_(lstm.grads, max_norm=1.0)
     """
     fn = "clip_grad_norm_"
     if isinstance(grads, Mapping):
         arrays = list(grads.values())
-    elif isinstance(grads, np.ndarray):
+    elif isinstance(grads, np.ndarray) or is_device_array(grads):
         arrays = [grads]
     else:
         arrays = list(grads)
     arrays = [g for g in arrays if g is not None]
     for g in arrays:
-        if not isinstance(g, np.ndarray) or g.dtype.kind != "f":
-            raise TypeError(f"{fn}: every gradient must be a float ndarray, got {type(g).__name__}"
-                            f"{'' if not isinstance(g, np.ndarray) else ' of dtype ' + str(g.dtype)}")
+        if not _is_float_array(g):
+            raise TypeError(f"{fn}: every gradient must be a float ndarray or CUDA device array, got "
+                            f"{type(g).__name__}{' of dtype ' + str(g.dtype) if hasattr(g, 'dtype') else ''}")
     max_norm = float(max_norm)
     norm_type = float(norm_type)
     if norm_type <= 0:
         raise ValueError(f"{fn}: `norm_type` must be > 0, got {norm_type}")
     if not arrays:
         return 0.0
+    host = [g for g in arrays if isinstance(g, np.ndarray)]
+    device = [_device_grad(fn, g) for g in arrays if not isinstance(g, np.ndarray)]
+    # Device gradients are reduced on the device; one scalar per dtype comes back.
+    device_parts = _cuda_optim().norm_parts(device, norm_type) if device else []
     if norm_type == np.inf:
-        total = max(float(np.max(np.abs(g))) if g.size else 0.0 for g in arrays)
+        total = max([float(np.max(np.abs(g))) if g.size else 0.0 for g in host] + device_parts)
     else:
-        total = float(sum(np.sum(np.abs(g.astype(np.float64)) ** norm_type) for g in arrays) ** (1.0 / norm_type))
+        host_sum = sum(np.sum(np.abs(g.astype(np.float64)) ** norm_type) for g in host)
+        total = float((host_sum + sum(device_parts)) ** (1.0 / norm_type))
     if error_if_nonfinite and not np.isfinite(total):
         raise RuntimeError(f"{fn}: the total norm of order {norm_type} is non-finite ({total}), so it can't be "
                            f"clipped; pass error_if_nonfinite=False to scale anyway")
     scale = max_norm / (total + eps)
     if scale < 1.0:
-        for g in arrays:
+        for g in host:
             g *= g.dtype.type(scale)
+        for g in device:
+            _cuda_optim().scale_(g, scale)
     return total
+
+
+def _device_grad(fn, g):
+    g = as_device(g)
+    if not g.is_c_contiguous():
+        raise ValueError(f"{fn}: device gradients must be C-contiguous to be scaled in place, got a strided view "
+                         f"of shape {tuple(g.shape)}")
+    return g
 
 
 __all__ = ["clip_grad_norm_"]
 
 
 # --- optimisers (torch.optim semantics) ----------------------------------------------------------------------------
+
+
+def _as_grad(value):
+    """A gradient as given: device arrays viewed where they are, anything else as a NumPy array."""
+    return as_device(value) if is_device_array(value) else np.asarray(value)
+
+
+def _zeros_like(param):
+    """A zero state buffer beside ``param`` (on the device for a device parameter, made there)."""
+    if is_device_array(param):
+        return zeros(tuple(param.shape), param.dtype, True)
+    return np.zeros_like(param)
+
+
+def _empty_like(param):
+    return empty(tuple(param.shape), param.dtype, True)
 
 
 def _check_hyper(fn, name, value, low=0.0, high=None, high_open=False):
@@ -76,8 +141,9 @@ class Optimizer:
     ``params`` is a fastml Module (its parameters and gradients are found by key at every step, so it
     keeps working after ``load_state_dict``), a Module's ``params`` view, a dict of arrays, or an iterable
     of arrays such as ``model.parameters()`` (then pass the gradients to :meth:`step`, in the same order).
-    Arrays are updated in place. Host (NumPy) arrays only: ``step()`` raises TypeError for a model moved
-    with ``.to("cuda")`` (there are no device update kernels yet).
+    Arrays are updated in place, NumPy arrays on the host and CUDA device arrays (a model moved with
+    ``.to("cuda")``) on the device, where their state buffers live too. ``state_dict()`` returns host
+    copies of the state; a loaded state moves to the parameters' side at the next step.
     """
 
     def __init__(self, params, defaults: dict):
@@ -93,8 +159,10 @@ class Optimizer:
         else:
             arrays = list(params.values()) if isinstance(params, Mapping) else list(params)
             for a in arrays:
-                if not isinstance(a, np.ndarray) or a.dtype.kind != "f":
-                    raise TypeError(f"{fn}: `params` must hold float ndarrays, got {type(a).__name__}")
+                if not _is_float_array(a):
+                    raise TypeError(f"{fn}: `params` must hold float ndarrays or CUDA device arrays, "
+                                    f"got {type(a).__name__}")
+            arrays = [as_device(a) if is_device_array(a) else a for a in arrays]
             if not arrays:
                 raise ValueError(f"{fn}: `params` is empty (an optimizer needs at least one parameter)")
             self._arrays = arrays
@@ -111,7 +179,7 @@ class Optimizer:
             if grads is None:
                 return [(k, params[k], own_grads[k]) for k in keys]
             given = grads if isinstance(grads, Mapping) else dict(zip(keys, grads))
-            return [(k, params[k], np.asarray(given[k])) for k in keys if k in given]
+            return [(k, params[k], _as_grad(given[k])) for k in keys if k in given]
         if grads is None:
             raise ValueError(f"{fn}: `grads` is required when the optimizer was built from bare arrays "
                              f"(pass model.grads, or build the optimizer from the model itself)")
@@ -120,9 +188,9 @@ class Optimizer:
             raise ValueError(f"{fn}: got {len(grads)} gradients for {len(self._arrays)} parameters")
         pairs = []
         for i, (p, g) in enumerate(zip(self._arrays, grads)):
-            g = np.asarray(g)
-            if g.shape != p.shape:
-                raise ValueError(f"{fn}: gradient {i} has shape {g.shape}, its parameter {p.shape}")
+            g = _as_grad(g)
+            if tuple(g.shape) != tuple(p.shape):
+                raise ValueError(f"{fn}: gradient {i} has shape {tuple(g.shape)}, its parameter {tuple(p.shape)}")
             pairs.append((i, p, g))
         return pairs
 
@@ -138,20 +206,40 @@ class Optimizer:
 
     def step(self, grads=None) -> None:
         """Update every parameter in place from its gradient (``grads`` needed only for bare arrays)."""
-        pairs = self._pairs(grads)
-        for key, param, _ in pairs:
-            if not isinstance(param, np.ndarray):
-                raise TypeError(f"{type(self).__name__}.step: parameter {key!r} is a CUDA device array; the "
-                                f"optimizers update host (NumPy) arrays only: train on 'cpu', or move the model "
-                                f"back with model.to('cpu') before step()")
+        fn = f"{type(self).__name__}.step"
+        pairs = []
+        for key, param, grad in self._pairs(grads):
+            if is_device_array(param):
+                param = as_device(param)
+                if not param.is_c_contiguous():
+                    raise ValueError(f"{fn}: parameter {key!r} is a strided device view; device parameters "
+                                     f"must be C-contiguous to be updated in place")
+                if is_device_array(grad):
+                    if grad.dtype != param.dtype:
+                        raise TypeError(f"{fn}: gradient of {key!r} has dtype {grad.dtype}, its parameter "
+                                        f"{param.dtype} (device gradients are not cast)")
+                    grad = contiguous(grad)
+                else:  # a host gradient handed in for a device parameter: copied once
+                    grad = to_device(np.asarray(grad, dtype=param.dtype))
+            else:
+                grad = to_host(grad).astype(param.dtype, copy=False)
+            pairs.append((key, param, grad))
         self.step_count += 1
         for key, param, grad in pairs:
             state = self.state.setdefault(key, {})
-            self._update(param, grad.astype(param.dtype, copy=False), state)
+            on_device = is_device_array(param)
+            for name, value in state.items():  # a loaded state, or the model moved since: follow the parameter
+                if isinstance(value, np.ndarray) and on_device:
+                    state[name] = to_device(value)
+                elif is_device_array(value) and not on_device:
+                    state[name] = to_host(value)
+            self._update(param, grad, state, on_device)
 
     def state_dict(self) -> dict:
+        """The optimizer's state: hyper-parameters and per-parameter buffers as host (NumPy) copies."""
         return {"lr": self.lr, "step_count": self.step_count,
-                "state": {k: {n: (v.copy() if isinstance(v, np.ndarray) else v) for n, v in s.items()}
+                "state": {k: {n: (np.array(to_host(v)) if isinstance(v, np.ndarray) or is_device_array(v) else v)
+                              for n, v in s.items()}
                           for k, s in self.state.items()}}
 
     def load_state_dict(self, state: dict) -> None:
@@ -189,9 +277,16 @@ class SGD(Optimizer):
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                                       nesterov=bool(nesterov)))
 
-    def _update(self, param, grad, state):
+    def _update(self, param, grad, state, on_device):
         d = self.defaults
         dtype = param.dtype.type
+        if on_device:
+            first = d["momentum"] and state.get("momentum_buffer") is None
+            if first:
+                state["momentum_buffer"] = _empty_like(param)
+            _cuda_optim().sgd_step(param, grad, state.get("momentum_buffer"), self.lr, d["weight_decay"],
+                                   d["momentum"], d["dampening"], d["nesterov"], first)
+            return
         if d["weight_decay"]:
             grad = grad + dtype(d["weight_decay"]) * param
         if d["momentum"]:
@@ -228,18 +323,25 @@ class Adam(Optimizer):
         super().__init__(params, dict(lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay,
                                       amsgrad=bool(amsgrad)))
 
-    def _update(self, param, grad, state):
+    def _update(self, param, grad, state, on_device):
         d = self.defaults
         dtype = param.dtype.type
         beta1, beta2 = d["betas"]
         if not state:
             state["step"] = 0
-            state["exp_avg"] = np.zeros_like(param)
-            state["exp_avg_sq"] = np.zeros_like(param)
+            state["exp_avg"] = _zeros_like(param)
+            state["exp_avg_sq"] = _zeros_like(param)
             if d["amsgrad"]:
-                state["max_exp_avg_sq"] = np.zeros_like(param)
+                state["max_exp_avg_sq"] = _zeros_like(param)
         state["step"] += 1
         step = state["step"]
+        bias_correction1 = 1 - beta1 ** step
+        bias_correction2 = 1 - beta2 ** step
+        if on_device:
+            _cuda_optim().adam_step(param, grad, state["exp_avg"], state["exp_avg_sq"], state.get("max_exp_avg_sq"),
+                                    self.lr, d["weight_decay"], self._decoupled, d["betas"], d["eps"],
+                                    bias_correction1, bias_correction2)
+            return
         if d["weight_decay"]:
             if self._decoupled:
                 param *= dtype(1 - self.lr * d["weight_decay"])
@@ -249,8 +351,6 @@ class Adam(Optimizer):
         m += (grad - m) * dtype(1 - beta1)  # torch's lerp form of b1 m + (1 - b1) g
         v *= dtype(beta2)
         v += dtype(1 - beta2) * grad * grad
-        bias_correction1 = 1 - beta1 ** step
-        bias_correction2 = 1 - beta2 ** step
         if d["amsgrad"]:
             np.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
             v = state["max_exp_avg_sq"]

@@ -15,6 +15,7 @@ import time
 import numpy as np
 
 from . import _backend
+from .device import is_device_array, to_device, to_host
 from .nn.io import save
 from .nn.module import Module
 
@@ -63,6 +64,26 @@ def _cast(arrays, dtype):
     return [a.astype(dtype) if a.dtype.kind == "f" and a.dtype != dtype else a for a in arrays]
 
 
+def _on_device(model) -> bool:
+    """Whether ``model`` was moved with ``.to("cuda")`` (its parameters are device arrays)."""
+    return any(is_device_array(value) for value in model.parameters())
+
+
+def _predict(model, xb, multi, on_device):
+    """``model``'s output for one batch; float inputs go to the device first for a model on ``"cuda"``.
+
+    Integer inputs (indices, lengths) stay on the host, where the layers check them without a device sync.
+    """
+    if on_device:
+        xb = [to_device(a) if a.dtype.kind == "f" else a for a in xb]
+    return model(*xb) if multi else model(xb[0])
+
+
+def _host(pred):
+    """Predictions for the loss and the metric, which run on the host: a device output is copied back."""
+    return to_host(pred) if is_device_array(pred) else pred
+
+
 def _batches(n, batch_size, rng):
     order = rng.permutation(n) if rng is not None else np.arange(n)
     for start in range(0, n, batch_size):
@@ -76,13 +97,14 @@ def evaluate(model, loss, data, batch_size=256, metric=None) -> dict:
     arrays = _cast(arrays, _model_dtype(model))
     metric_name, metric_fn = _metric(fn, metric)
     was_training = model.training
+    on_device = _on_device(model)
     model.eval()
     total_loss, total_metric = 0.0, 0.0
     try:
         with _backend.no_grad():
             for idx in _batches(n, batch_size, None):
                 xb = [a[idx] for a in arrays]
-                pred = model(*xb) if multi else model(xb[0])
+                pred = _host(_predict(model, xb, multi, on_device))
                 total_loss += float(np.sum(loss(pred, targets[idx]))) * len(idx)
                 if metric_fn is not None:
                     total_metric += metric_fn(pred, targets[idx]) * len(idx)
@@ -113,7 +135,10 @@ def fit(model, loss, optimizer, train_data, epochs=1, *, val_data=None, batch_si
 
     Args:
         model: a fastml Module; ``model(x)`` (or ``model(*x)`` when the inputs are a tuple) returns predictions
-            and ``model.backward(grad)`` propagates the loss gradient.
+            and ``model.backward(grad)`` propagates the loss gradient. A model moved with ``.to("cuda")``
+            trains on the device: each batch's float inputs are copied there once, the predictions come
+            back for the loss (which runs on the host) and its gradient goes over once; forward, backward
+            and the optimizer step stay on the device.
         loss: a :mod:`fastml.losses` object (or anything with ``loss(pred, target)`` and ``loss.backward()``).
         optimizer: a :mod:`fastml.optim` optimizer built on ``model``.
         train_data: ``(inputs, targets)``; inputs an array or a tuple of arrays, all with the same first
@@ -165,6 +190,7 @@ def fit(model, loss, optimizer, train_data, epochs=1, *, val_data=None, batch_si
             history["val_" + metric_name] = []
     monitor = "val_loss" if val_data is not None else "loss"
     best, best_epoch, best_state, waited = math.inf, 0, None, 0
+    on_device = _on_device(model)
     model.train()
     epoch = 0
     for epoch in range(1, epochs + 1):
@@ -176,7 +202,7 @@ def fit(model, loss, optimizer, train_data, epochs=1, *, val_data=None, batch_si
             xb = [a[idx] for a in arrays]
             yb = targets[idx]
             model.zero_grad()
-            pred = model(*xb) if multi else model(xb[0])
+            pred = _host(_predict(model, xb, multi, on_device))
             value = loss(pred, yb)
             model.backward(loss.backward())
             if clip_grad_norm is not None:

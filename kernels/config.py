@@ -117,6 +117,10 @@ CUDA_THREADS_PER_BLOCK = 128
 # conv grad_weight entries): one block per row, a shared-memory tree reduction
 # (a power of two).
 CUDA_REDUCE_THREADS = 64
+# Most blocks of the first pass of a grid-stride reduction over a whole array
+# (gradient norms for clip_grad_norm_): each leaves one partial, and a second
+# one-block pass adds the partials. Not measured; large enough to fill a GPU.
+CUDA_REDUCE_MAX_BLOCKS = 1024
 # Square tile edge of the shared-memory GEMM (linear, recurrent projections)
 # and of the implicit-GEMM conv2d (weight tile x virtual im2col tile).
 CUDA_GEMM_TILE = 16

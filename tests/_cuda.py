@@ -8,6 +8,8 @@ tiny test shapes); on a GPU the configured values are used unchanged.
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 from numba.core import config as numba_config
@@ -39,3 +41,35 @@ def random(rng, shape, dtype):
 
 
 DTYPES = [np.float32, np.float64]
+
+
+@contextlib.contextmanager
+def count_transfers(monkeypatch):
+    """Record every host <-> device copy made inside: ``{"to_host": [sizes], "to_device": [sizes]}``.
+
+    Device -> host copies go through the device array's ``copy_to_host``; host -> device ones through
+    ``numba.cuda.to_device`` or a device array's ``copy_to_device``.
+    """
+    from numba import cuda
+
+    seen = {"to_host": [], "to_device": []}
+    array_type = type(fastml.to_device(np.zeros(1, np.float32)))
+    to_host, copy_in, to_device = array_type.copy_to_host, array_type.copy_to_device, cuda.to_device
+
+    def counted_to_host(self, *args, **kwargs):
+        seen["to_host"].append(int(self.size))
+        return to_host(self, *args, **kwargs)
+
+    def counted_copy_in(self, array, *args, **kwargs):
+        seen["to_device"].append(int(np.size(array)))
+        return copy_in(self, array, *args, **kwargs)
+
+    def counted_to_device(array, *args, **kwargs):
+        seen["to_device"].append(int(np.size(array)))
+        return to_device(array, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(array_type, "copy_to_host", counted_to_host)
+        patch.setattr(array_type, "copy_to_device", counted_copy_in)
+        patch.setattr(cuda, "to_device", counted_to_device)
+        yield seen

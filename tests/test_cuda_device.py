@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-import fastml
 from _compare import assert_close
 from _cuda import AVAILABLE, host, random, requires_cuda
+
+import fastml
 from fastml.functional import grad
 
 F = fastml.F

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _compare import assert_close
+from _cuda import count_transfers, host, requires_cuda
 
 import fastml
-from _compare import assert_close
-from _cuda import host, requires_cuda
 from fastml import nn
 from fastml.functional import grad as G
 
@@ -125,7 +125,92 @@ def test_device_max_pool_indices_are_range_checked(rng):
         G.max_pool2d_backward(np.ones((1, 1, 2, 2), np.float32), x, 2, indices=bad, backend="cuda")
 
 
-def test_optimizer_refuses_device_parameters():
-    layer = nn.Linear(2, 2, seed=0).to("cuda")
-    with pytest.raises(TypeError, match=r"SGD.step: parameter 'weight' is a CUDA device array"):
-        fastml.optim.SGD(layer, lr=0.1).step()
+OPTIMIZERS = [
+    ("SGD", {"lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 0.01}),
+    ("SGD", {"lr": 0.1, "momentum": 0.5, "dampening": 0.3}),
+    ("Adam", {"lr": 0.01, "weight_decay": 0.1, "amsgrad": True}),
+    ("AdamW", {"lr": 0.01}),
+]
+
+
+@pytest.mark.parametrize("name,hyper", OPTIMIZERS, ids=["sgd-nesterov", "sgd-dampening", "adam-amsgrad", "adamw"])
+def test_optimizer_steps_on_the_device_match_the_host(rng, name, hyper):
+    cpu, gpu = _pair(lambda: nn.Linear(3, 2, seed=0))
+    opt_cpu, opt_gpu = getattr(fastml.optim, name)(cpu, **hyper), getattr(fastml.optim, name)(gpu, **hyper)
+    for _ in range(3):
+        for key in cpu.grads:
+            g = rng.standard_normal(cpu.grads[key].shape).astype(np.float32)
+            cpu.grads[key] = g
+            gpu.grads[key] = g
+        opt_cpu.step()
+        opt_gpu.step()
+        for key, want in cpu.params.items():
+            got = gpu.params[key]
+            assert fastml.is_device_array(got), key
+            assert_close(host(got), want, rtol=1e-6, atol=1e-6, err_msg=key)
+    for key, state in opt_gpu.state.items():
+        for buffer, value in state.items():
+            if buffer != "step":
+                assert fastml.is_device_array(value), (key, buffer)
+    saved = opt_gpu.state_dict()  # host copies, equal to the host optimizer's state
+    for key, state in opt_cpu.state_dict()["state"].items():
+        for buffer, want in state.items():
+            got = saved["state"][key][buffer]
+            if isinstance(want, np.ndarray):
+                assert isinstance(got, np.ndarray)
+                assert_close(got, want, rtol=1e-6, atol=1e-6, err_msg=f"{key} {buffer}")
+
+
+@pytest.mark.parametrize("norm_type", [2.0, 3.0, float("inf")])
+def test_clip_grad_norm_on_the_device(rng, norm_type):
+    grads = [rng.standard_normal(shape).astype(np.float32) for shape in [(37,), (3, 4)]]
+    host_grads = [g.copy() for g in grads]
+    device_grads = [fastml.to_device(g) for g in grads]
+    want = fastml.optim.clip_grad_norm_(host_grads, 1.0, norm_type)
+    got = fastml.optim.clip_grad_norm_(device_grads, 1.0, norm_type)
+    assert got == pytest.approx(want, rel=1e-6)
+    for a, b in zip(device_grads, host_grads):
+        assert_close(host(a), b, rtol=1e-6, atol=1e-6)
+
+
+def test_training_step_makes_no_host_round_trip(rng, monkeypatch):
+    """Forward, backward and the optimizer step of a model on cuda copy nothing between host and device,
+    except the range check of device embedding indices (one int back per check)."""
+    def build():
+        return nn.Sequential(nn.Embedding(6, 3, padding_idx=0, seed=0), nn.Flatten(), nn.Linear(6, 4, seed=1),
+                             nn.Tanh(), nn.Linear(4, 2, seed=2))
+
+    cpu, gpu = _pair(build)
+    opt_cpu, opt_gpu = fastml.optim.Adam(cpu, lr=0.01), fastml.optim.Adam(gpu, lr=0.01)
+    idx = np.array([[1, 0], [5, 1]])
+    grad_out = rng.standard_normal((2, 2)).astype(np.float32)
+    idx_d, grad_out_d = fastml.to_device(idx), fastml.to_device(grad_out)
+    for _ in range(2):
+        with count_transfers(monkeypatch) as seen:
+            gpu.zero_grad()
+            out = gpu(idx_d)
+            gpu.backward(grad_out_d)
+            opt_gpu.step()
+        assert seen == {"to_host": [1, 1], "to_device": []}  # the forward's and backward's index range checks
+        cpu.zero_grad()
+        want = cpu(idx)
+        cpu.backward(grad_out)
+        opt_cpu.step()
+        assert_close(host(out), want)
+    _check_grads(cpu, gpu)
+    for key, want in cpu.params.items():
+        assert_close(host(gpu.params[key]), want, rtol=1e-6, atol=1e-6, err_msg=key)
+
+
+def test_fit_trains_a_model_moved_to_cuda(rng):
+    cpu, gpu = _pair(lambda: nn.Sequential(nn.Linear(3, 4, seed=0), nn.ReLU(), nn.Linear(4, 2, seed=1)))
+    x = rng.standard_normal((6, 3)).astype(np.float32)
+    y = rng.integers(0, 2, size=6)
+    histories = [fastml.train.fit(model, fastml.losses.CrossEntropyLoss(), fastml.optim.SGD(model, lr=0.1,
+                                                                                            momentum=0.9),
+                                  (x, y), epochs=1, batch_size=3, clip_grad_norm=1.0, progress=False)
+                 for model in (cpu, gpu)]
+    assert histories[1]["loss"] == pytest.approx(histories[0]["loss"], rel=1e-5)
+    for key, want in cpu.params.items():
+        assert fastml.is_device_array(gpu.params[key])
+        assert_close(host(gpu.params[key]), want, err_msg=key)

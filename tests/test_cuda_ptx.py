@@ -30,9 +30,18 @@ INT, BOOL = types.int64, types.boolean
 
 
 def _cases():
-    from fastml.kernels.cuda import _util, activation, conv, pool, recurrent
+    from fastml.kernels.cuda import (
+        _util,
+        activation,
+        conv,
+        embedding,
+        optim,
+        pool,
+        recurrent,
+    )
 
     ew, pk, rk = activation._elementwise("float32"), pool._kernels("float32"), recurrent._kernels("float32")
+    ok = optim._kernels("float32")
     direct, implicit_gemm, backward_input, backward_weight, backward_bias = conv._kernels("float32")
     conv_args = (INT,) * 7
     return {
@@ -59,6 +68,12 @@ def _cases():
         "conv_backward_input": (backward_input, (A4, A4) + conv_args + (A4,)),
         "conv_backward_weight": (backward_weight, (A4, A4) + conv_args + (A4,)),
         "conv_backward_bias": (backward_bias, (A4, A1)),
+        "embedding_gather": (embedding._gather, (I1, A2, A2)),
+        "embedding_scatter_add": (embedding._scatter_add, (A2, I1, INT, A2)),
+        "sgd": (ok["sgd"], (A1, A1, A1) + (F32,) * 4 + (BOOL,) * 3),
+        "adam": (ok["adam"], (A1,) * 5 + (F32, BOOL) + (F32,) * 4 + (BOOL,) + (F32,) * 3),
+        "grad_scale": (ok["scale"], (A1, F32)),
+        "grad_norm_reduce": (ok["reduce"], (A1, INT, F32, A1, INT)),
     }
 
 
@@ -83,7 +98,8 @@ def cases():
     "sigmoid", "sigmoid_backward", "tanh_backward", "relu", "softmax_rows", "max_pool", "max_pool_backward",
     "avg_pool", "avg_pool_backward", "adaptive_pool", "adaptive_avg_backward", "rnn_step", "rnn_step_backward",
     "gru_reset_hidden", "gru_reset_backward", "gemm", "column_sums", "row_norms", "conv_direct",
-    "conv_implicit_gemm", "conv_backward_input", "conv_backward_weight", "conv_backward_bias"])
+    "conv_implicit_gemm", "conv_backward_input", "conv_backward_weight", "conv_backward_bias", "embedding_gather",
+    "embedding_scatter_add", "sgd", "adam", "grad_scale", "grad_norm_reduce"])
 def test_float32_kernel_has_no_float64_instruction(cases, name):
     kernel, signature = cases[name]
     ptx, _ = cuda.compile_ptx(kernel.py_func, signature, cc=(8, 0))

@@ -358,7 +358,7 @@ def _count_outside(values, low, high, count):
 
 def count_outside(values, low, high):
     """How many entries of an integer device array lie outside ``[low, high)``: one kernel, one scalar back."""
-    count = cuda.to_device(np.zeros(1, dtype=np.int64))
+    count = zeros((1,), np.int64)  # filled on the device: only the count travels, back
     if values.size:
         threads = config.CUDA_THREADS_PER_BLOCK
         flat = values.reshape(values.size)
