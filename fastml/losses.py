@@ -89,12 +89,14 @@ class _Loss:
 
 
 class MAELoss(_Loss):
-    """Mean absolute error |pred - target| (``torch.nn.L1Loss``); the gradient at 0 is 0, as in torch."""
+    """Mean absolute error |pred - target| (``torch.nn.L1Loss``); the gradient at 0 is 0, as in torch,
+    and so is the gradient at NaN (torch's sign(NaN) is 0)."""
 
     def forward(self, pred, target):
         x = self._pred(pred)
         diff = x - self._same_shape_target(x, target)
-        return self._reduce(np.abs(diff), np.sign(diff).astype(x.dtype))
+        sign = np.sign(diff)
+        return self._reduce(np.abs(diff), np.where(np.isnan(sign), 0, sign).astype(x.dtype))
 
 
 L1Loss = MAELoss
@@ -151,7 +153,7 @@ class BCELoss(_Loss):
             log_1mp = np.maximum(np.log1p(-p), _LOG_CLAMP)
         losses = -(y * log_p + (1 - y) * log_1mp)
         # torch's formula: (p - y) / max(p (1 - p), 1e-12)
-        grad = (p - y) / np.maximum(p * (1 - p), p.dtype.type(1e-12))
+        grad = (p - y) / np.maximum(p * (1 - p), p.dtype.type(np.float32(1e-12)))  # torch: a float EPSILON
         if self.weight is not None:
             losses, grad = losses * self.weight, grad * self.weight
         return self._reduce(losses.astype(p.dtype, copy=False), grad.astype(p.dtype, copy=False))
@@ -257,7 +259,10 @@ class CrossEntropyLoss(_Loss):
             _check_unit_interval(fn, "input", rows)
             with np.errstate(divide="ignore"):
                 log_p = np.maximum(np.log(rows), rows.dtype.type(_LOG_CLAMP))
-        losses = -np.sum(q * log_p, axis=1) * sample_w
+        terms = q * log_p
+        if self._labels:  # a label picks log p of one class (torch gathers it): 0 * -inf elsewhere is no NaN
+            terms = np.where(q == 0, 0, terms)
+        losses = -np.sum(terms, axis=1) * sample_w
         if self.from_logits:
             grad = (np.exp(log_p) * np.sum(q, axis=1, keepdims=True) - q) * sample_w[:, None]
         else:
