@@ -11,8 +11,8 @@ On the ``"cuda"`` backend :func:`rnn_sequence` and :func:`rnn_sequence_backward`
 keep everything on the device: host inputs, states and weights are copied
 there once per call (device arrays are used in place), the layout changes
 (``batch_first``, the bidirectional concatenation and split) are device
-copy kernels, and every result is a device array. Only ``lengths`` (N ints)
-and the dropout masks are made on the host and copied over. The single-step
+copy kernels, and every result is a device array. Only ``lengths`` (N ints), when
+given, and the dropout masks are made on the host and copied over. The single-step
 cells (:func:`rnn_cell`, :func:`lstm_cell`, :func:`gru_cell` and their
 backward) run the same sequence kernels with T = 1 and stay on the device
 the same way; their all-ones ``lengths`` is filled on the device.
@@ -401,7 +401,10 @@ def rnn_sequence(input, hx, weights, mode, *, num_layers=1, bidirectional=False,
     if batch == 0:
         raise ValueError(f"{fn}: `input` must not be empty: the batch size N is 0 (input shape {tuple(x.shape)})")
     dtype = xt.dtype
-    lengths = check_lengths(fn, lengths, batch, seq_len)
+    if lengths is None and on_device:  # every sequence runs all T steps: filled on the device, no copy
+        lengths = full((batch,), seq_len, np.int64, True)
+    else:
+        lengths = check_lengths(fn, lengths, batch, seq_len)
     if mode == "lstm":
         h0, c0 = _split_hc(fn, hx)
         c0 = _state(fn, c0, "c0", dtype, num_layers * dirs, batch, hidden, unbatched, on_device)
@@ -424,7 +427,7 @@ def rnn_sequence(input, hx, weights, mode, *, num_layers=1, bidirectional=False,
         raise ValueError(f"{fn}: `dropout` must be in [0, 1], got {dropout}")
 
     if on_device:
-        lengths = to_device(lengths)
+        lengths = to_device(lengths)  # the given lengths, checked on the host (a device array stays as it is)
     kernels = _backend.kernels("recurrent", name, fn)
     ctx = RecurrentContext(mode, name, num_layers, dirs, hidden, bool(batch_first), unbatched, has_bias, dtype,
                            seq_len, batch) if keep else None
