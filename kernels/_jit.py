@@ -4,7 +4,8 @@ Cache. Kernels compile on first use (lazily, per dtype signature) and are
 cached on disk (``cache=True``). Numba writes its cache next to the source file
 when it can, else to ``NUMBA_CACHE_DIR``. For a read-only install with no
 ``NUMBA_CACHE_DIR`` set we point Numba at a per-user temp dir, so caching
-keeps working instead of failing with "no locator available". Numba itself
+keeps working instead of failing with "no locator available" (a folder of
+this user's that nobody else can write: cache files are pickles). Numba itself
 raises (``EOFError``, ``UnpicklingError``) when an index (``.nbi``) or data
 (``.nbc``) file is truncated or corrupt, and then can't save either (saving
 reads the index first); :class:`_RecoveringCache` discards such a file,
@@ -25,6 +26,7 @@ serial kernels still run concurrently) and costs one flag test otherwise.
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 import threading
 import warnings
@@ -47,6 +49,20 @@ def _writable(path: str) -> bool:
         return False
 
 
+def _private_dir(path: str) -> bool:
+    """``path`` is (or now is) a real directory of this user's that nobody else can write to."""
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        info = os.lstat(path)
+    except OSError:
+        return False
+    if not stat.S_ISDIR(info.st_mode):
+        return False
+    if hasattr(os, "getuid") and (info.st_uid != os.getuid() or info.st_mode & 0o022):
+        return False
+    return _writable(path)
+
+
 def configure_cache() -> str:
     """Make sure Numba has a writable cache directory; return where caches go."""
     if os.environ.get("NUMBA_CACHE_DIR"):
@@ -57,7 +73,9 @@ def configure_cache() -> str:
     if _writable(os.path.join(_KERNEL_DIR, "cpu", "__pycache__")):
         return os.path.join(_KERNEL_DIR, "<backend>", "__pycache__")
     fallback = os.path.join(tempfile.gettempdir(), f"fastml-numba-cache-{os.getuid() if hasattr(os, 'getuid') else 'user'}")
-    os.makedirs(fallback, exist_ok=True)
+    if not _private_dir(fallback):
+        # Cache files are pickles: never load them from a folder someone else could have written.
+        fallback = tempfile.mkdtemp(prefix="fastml-numba-cache-")
     numba_config.CACHE_DIR = fallback
     return fallback
 
@@ -92,10 +110,9 @@ class _RecoveringCache(FunctionCache):
         try:
             return super().load_overload(sig, target_context)
         except Exception as exc:  # noqa: BLE001 - pickle/LLVM errors of every kind mean "corrupt"
-            index = self._cache_file._index_path
-            _warn_once("corrupt", f"fastml: the Numba cache file {index!r} (or a data file it lists) was corrupt "
-                                  f"({type(exc).__name__}: {exc}); recompiling. Further corrupt cache files are "
-                                  f"recompiled without a warning.")
+            _warn_once("corrupt", f"fastml: the Numba cache file {self._corrupt_file(sig, target_context)!r} was "
+                                  f"corrupt ({type(exc).__name__}: {exc}); recompiling. Further corrupt cache files "
+                                  f"are recompiled without a warning.")
             self._discard()
             return None
 
@@ -110,6 +127,15 @@ class _RecoveringCache(FunctionCache):
                 _warn_once("unsaved", f"fastml: could not write the Numba cache in {self.cache_path!r} "
                                       f"({type(exc).__name__}: {exc}; first {type(first).__name__}); kernels are "
                                       f"compiled in every new process. Set NUMBA_CACHE_DIR to a writable folder.")
+
+    def _corrupt_file(self, sig, target_context) -> str:
+        """The index if it doesn't load, else the data file it lists for ``sig``."""
+        cache_file = self._cache_file
+        try:
+            name = cache_file._load_index().get(self._index_key(sig, target_context.codegen()))
+        except Exception:  # noqa: BLE001
+            return cache_file._index_path
+        return cache_file._data_path(name) if name else cache_file._index_path
 
     def _discard(self):
         """Remove this function's index: its stale entries are forgotten and data files overwritten."""
