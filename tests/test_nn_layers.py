@@ -2,10 +2,10 @@
 torch state_dict parity for a CNN and an LSTM model, state dicts, modes, save/load, repr, errors."""
 import numpy as np
 import pytest
+from _compare import assert_close, numeric_grad
 
 import fastml
-import fastml.nn as nn
-from _compare import assert_close, numeric_grad
+from fastml import nn
 
 try:  # torch is a test peer only: the torch comparisons skip without it, the rest still runs
     import torch
@@ -268,6 +268,124 @@ def test_save_load_npz_roundtrip(tmp_path, rng):
     assert sorted(state) == sorted(net.state_dict())
     with pytest.raises(ValueError, match="size mismatch for 2.weight"):
         nn.load(path, into=nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(8, 4)))
+
+
+class _Tripwire:
+    """Unpickling this creates a file: proof that a checkpoint was (or was not) unpickled."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return open, (self.path, "w")
+
+
+def _checkpoint_net(seed=0):
+    return nn.Sequential(nn.Conv2d(1, 2, 3, seed=seed), nn.Flatten(), nn.Linear(8, 3, seed=seed + 1))
+
+
+def _write_bytes(blob):
+    return lambda path, good: path.write_bytes(blob)
+
+
+def _save_npy(path, good):
+    with open(path, "wb") as file:
+        np.save(file, good["0.weight"])
+
+
+def _savez(change):
+    def write(path, good):
+        with open(path, "wb") as file:  # a file object: np.savez would append .npz to a bare name
+            np.savez(file, **change(dict(good)))
+    return write
+
+
+def _flip_array_bytes(path, good):
+    _savez(lambda d: d)(path, good)
+    data = bytearray(path.read_bytes())
+    at = data.find(b"\x93NUMPY") + 130  # inside the first member's array data, past its 128-byte header
+    data[at:at + 8] = b"\xff" * 8
+    path.write_bytes(bytes(data))
+
+
+def _zip_of_text(path, good):
+    import zipfile
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("notes.txt", "not an array")
+
+
+def _pickled(path, good):
+    marker = path.parent / "unpickled"
+    _savez(lambda d: dict(d, **{"0.weight": np.array([_Tripwire(marker)], dtype=object)}))(path, good)
+
+
+CORRUPT_CHECKPOINTS = {
+    # case: (writer(path, good_state), exception, phrase of the message)
+    "empty file": (_write_bytes(b""), ValueError, "the file is empty"),
+    "truncated": (lambda p, g: (_savez(lambda d: d)(p, g), p.write_bytes(p.read_bytes()[:300])),
+                  ValueError, "truncated or not an .npz file"),
+    "garbage bytes": (_write_bytes(bytes(range(256)) * 3), ValueError, "not a zip archive"),
+    "bit flips in an array": (_flip_array_bytes, ValueError, "the archive is corrupt (BadZipFile: Bad CRC-32"),
+    "a single .npy array": (_save_npy, ValueError, "single .npy array"),
+    "zip without arrays": (_zip_of_text, ValueError, "entry 'notes.txt' is not a NumPy array"),
+    "pickled object array": (_pickled, ValueError, "entry '0.weight' is a pickled object array"),
+    "missing key": (_savez(lambda d: {k: v for k, v in d.items() if k != "2.bias"}), ValueError,
+                    "Missing key(s) in state_dict: '2.bias'"),
+    "extra key": (_savez(lambda d: dict(d, extra=np.zeros(2))), ValueError, "Unexpected key(s) in state_dict: 'extra'"),
+    "wrong shape": (_savez(lambda d: dict(d, **{"2.weight": np.zeros((3, 9), np.float32)})), ValueError,
+                    "size mismatch for 2.weight: copying a param with shape (3, 9)"),
+    "complex dtype": (_savez(lambda d: dict(d, **{"2.bias": np.zeros(3, np.complex64)})), ValueError,
+                      "2.bias: expected a real numeric array, got dtype complex64"),
+    "string dtype": (_savez(lambda d: dict(d, **{"0.bias": np.array(["a", "b"])})), ValueError,
+                     "0.bias: expected a real numeric array, got dtype <U1"),
+}
+
+
+@pytest.mark.parametrize("case", list(CORRUPT_CHECKPOINTS))
+def test_load_rejects_corrupt_checkpoints_and_leaves_the_model_unchanged(tmp_path, case):
+    write, error, phrase = CORRUPT_CHECKPOINTS[case]
+    net = _checkpoint_net()
+    before = net.state_dict()
+    good = _checkpoint_net(seed=7).state_dict()
+    path = tmp_path / "model.npz"
+    write(path, good)
+    with pytest.raises(error) as info:
+        nn.load(path, into=net)
+    message = str(info.value)
+    assert phrase in message and str(path) in message, message
+    for key, value in net.state_dict().items():
+        assert value.dtype == before[key].dtype and np.array_equal(value, before[key]), key
+    if case in ("missing key", "extra key", "wrong shape", "complex dtype", "string dtype"):
+        nn.load(path)  # the file itself is fine: it just doesn't fit this model
+    else:
+        with pytest.raises(error, match="is not a readable checkpoint"):
+            nn.load(path)
+    assert not (tmp_path / "unpickled").exists()  # nothing was ever unpickled
+
+
+def test_load_rejects_a_directory_and_a_missing_file(tmp_path):
+    net = _checkpoint_net()
+    before = net.state_dict()
+    with pytest.raises(IsADirectoryError, match="is a directory, not an .npz checkpoint file"):
+        nn.load(tmp_path, into=net)
+    with pytest.raises(FileNotFoundError, match="no file at `path`"):
+        nn.load(tmp_path / "missing.npz", into=net)
+    path = nn.save(net, tmp_path / "ok.npz")
+    with pytest.raises(TypeError, match="`into` must be a fastml Module"):
+        nn.load(path, into={"0.weight": 1})
+    for key, value in net.state_dict().items():
+        assert np.array_equal(value, before[key])
+
+
+def test_load_state_dict_rejects_values_that_are_not_arrays_by_key():
+    net = _checkpoint_net()
+    before = net.state_dict()
+    state = dict(before, **{"0.bias": [[1.0], [2.0, 3.0]]})  # ragged: not an array
+    with pytest.raises(ValueError, match=r"0\.bias: can't be read as an array") as info:
+        net.load_state_dict(state)
+    assert "no parameter was changed" in str(info.value)
+    for key, value in net.state_dict().items():
+        assert np.array_equal(value, before[key])
 
 
 def test_modes_no_grad_zero_grad_and_backend(rng):

@@ -16,8 +16,8 @@ module's parameters live.
 """
 from __future__ import annotations
 
-from collections.abc import MutableMapping
-from typing import Iterator, NamedTuple
+from collections.abc import Iterator, MutableMapping
+from typing import NamedTuple
 
 import numpy as np
 
@@ -38,7 +38,7 @@ class _DottedView(MutableMapping):
     or deleted (parameters are declared by the modules).
     """
 
-    def __init__(self, module: "Module", store: str):
+    def __init__(self, module: Module, store: str):
         self._module = module
         self._store = store
 
@@ -184,17 +184,23 @@ class Module:
         if not isinstance(state_dict, (dict, MutableMapping)) and not hasattr(state_dict, "items"):
             raise TypeError(f"{fn}: `state_dict` must be a mapping, got {type(state_dict).__name__}")
         own = dict(self._named("_parameters"))
-        given = {key: _as_numpy(value) for key, value in state_dict.items()}
+        given, problems = {}, []
+        for key, value in state_dict.items():
+            try:
+                given[key] = _as_numpy(value)
+            except (TypeError, ValueError) as exc:  # a ragged list, an object that is no array
+                given[key] = None
+                problems.append(f"{key}: can't be read as an array ({exc})")
         missing = [key for key in own if key not in given]
         unexpected = [key for key in given if key not in own]
-        problems = []
-        for key in own:
-            if key in given:
-                if given[key].shape != tuple(own[key].shape):
-                    problems.append(f"size mismatch for {key}: copying a param with shape {given[key].shape}, "
-                                    f"the shape in the current model is {tuple(own[key].shape)}")
-                elif given[key].dtype.kind not in "fiu":
-                    problems.append(f"{key}: expected a real numeric array, got dtype {given[key].dtype}")
+        for key, target in own.items():
+            value = given.get(key)
+            if value is not None:
+                if value.shape != tuple(target.shape):
+                    problems.append(f"size mismatch for {key}: copying a param with shape {value.shape}, "
+                                    f"the shape in the current model is {tuple(target.shape)}")
+                elif value.dtype.kind not in "fiu":
+                    problems.append(f"{key}: expected a real numeric array, got dtype {value.dtype}")
         if strict:
             if missing:
                 problems.insert(0, "Missing key(s) in state_dict: " + ", ".join(repr(k) for k in missing))
