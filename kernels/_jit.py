@@ -200,6 +200,8 @@ class _GuardedKernel:
             return self.dispatcher(*args)
 
     def __getattr__(self, name):
+        if name == "dispatcher" or name.startswith("__"):  # not set yet (copy, unpickling): no recursion
+            raise AttributeError(name)
         return getattr(self.dispatcher, name)
 
     def __repr__(self):
