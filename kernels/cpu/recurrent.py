@@ -22,12 +22,24 @@ No ``prange``: the only parallelism is BLAS's own threads.
 from __future__ import annotations
 
 import numpy as np
-from numba import types
+from numba import prange, types
 from numba.extending import overload
 
 from .. import config
 from .._jit import njit
-from ..reference.recurrent import GRU_N, GRU_R, GRU_Z, LSTM_F, LSTM_G, LSTM_I, LSTM_O
+from ..reference.recurrent import (
+    GATE_COUNT,
+    GRU_N,
+    GRU_R,
+    GRU_Z,
+    LSTM_F,
+    LSTM_G,
+    LSTM_I,
+    LSTM_O,
+)
+from ._blas import N as BLAS_N
+from ._blas import T as BLAS_T
+from ._blas import gemm, parallel_workers, run_parallel
 
 
 # --- activations -------------------------------------------------------------------------------
@@ -35,7 +47,7 @@ def _tanh(v):
     return np.tanh(v)
 
 
-@overload(_tanh)
+@overload(_tanh, jit_options={"error_model": "numpy"})
 def _tanh_overload(v):
     if v == types.float32:
         def tanh_rational(v):
@@ -64,7 +76,7 @@ def _sigmoid(v):
     return 0.5 + 0.5 * np.tanh(0.5 * v)
 
 
-@overload(_sigmoid)
+@overload(_sigmoid, jit_options={"error_model": "numpy"})
 def _sigmoid_overload(v):
     # 1/(1+exp(-v)) without overflow, and with the constants in v's own precision.
     if v == types.float32:
@@ -177,6 +189,8 @@ def _time(s, seq_len, reverse):
 # runtime alias checks it needs to vectorise, and a fused LSTM step that did
 # everything in one loop ran 7x slower (18 ms vs 2.5 ms at B32 T50 H256).
 SIGMOID, TANH, RELU = 0, 1, 2
+KIND_RNN_TANH, KIND_RNN_RELU, KIND_LSTM, KIND_GRU = 0, 1, 2, 3
+_KINDS = {"rnn_tanh": KIND_RNN_TANH, "rnn_relu": KIND_RNN_RELU, "lstm": KIND_LSTM, "gru": KIND_GRU}
 
 
 @njit(inline="always")
@@ -539,6 +553,380 @@ def _gru_reset_before_backward(gates, h_prev, grad_out, dh_carry, w_hrz, w_hn, l
             dh_carry[:, :] = zero
 
 
+# --- the batched path: time-major, batch-minor layout, prange over hidden units -----------------
+# For a batch of at least config.RECURRENT_BLAS_MIN_BATCH sequences everything
+# is stored batch-minor, one (rows, N) block per time step, and each step is a
+# single prange region over the workers (Numba threads):
+#
+# * ``z[b] = [h; x_t; 1]`` is the (H + I + 1, N) operand of step t (block b of
+#   the state entering t); the step writes its new state into the top rows of
+#   the next block, so ``z`` is at once the GEMM input and the record of every
+#   state for backward. ``w = [W_hh | W_ih | bias]`` (G*H, H + I + 1): one GEMM
+#   per worker and step computes the input projection, the hidden projection
+#   and the bias together (GRU's n gate takes its hidden part apart).
+# * The hidden units are split into one contiguous chunk per worker and the
+#   gate rows permuted so a chunk's G*c rows (gate after gate) are contiguous:
+#   worker p multiplies its rows with single-threaded BLAS, then runs the gate
+#   arithmetic of its own units over contiguous spans of c*N values, and writes
+#   its rows of the next state. The end of the region is the only sync.
+# * Backward runs the steps in reverse: worker p first pulls its units' share
+#   of W_hh^T @ (the later step's gate gradients) and its inputs' share of
+#   W_ih^T @ (the same), then its units' gate gradients, and adds
+#   (its gate gradients) @ z[b]^T into its rows of the weight gradient, so the
+#   weight, input and bias gradients need no pass after the loop.
+#
+# Why: with the gates (G*H, T*N) and numpy's threaded GEMM for the input
+# projection, the two thread pools (OpenBLAS's and Numba's) spun against each
+# other on 2 cores, and gate loops over rows of N = 32 ran at a third of the
+# speed of long contiguous spans (measurements in kernels/config.py).
+
+
+def _chunk_bounds(size, workers):
+    """Boundaries of the workers' chunks of ``size`` units, as even as possible."""
+    return np.array([p * size // workers for p in range(workers + 1)], dtype=np.int64)
+
+
+def _chunk_rows(gate_count, hidden, bounds):
+    """perm[q] = the original gate row (g*H + j) at permuted row q: chunk by chunk, gate after gate."""
+    return np.concatenate([g * hidden + np.arange(bounds[p], bounds[p + 1])
+                           for p in range(len(bounds) - 1) for g in range(gate_count)])
+
+
+@njit(inline="always")
+def _z_block(t, reverse):
+    """Block of ``z``/``cells`` holding the state entering time step t (block T or 0 holds the final state)."""
+    return t + 1 if reverse else t
+
+
+@njit(inline="always")
+def _z_next(t, reverse):
+    return t if reverse else t + 1
+
+
+@njit(inline="always")
+def _span(array, start, length):
+    """A 1-D contiguous view ``array.flat[start : start + length]`` (indexed from 0, so loops vectorise)."""
+    flat = array.reshape(array.size)
+    return flat[start:start + length]
+
+
+@njit
+def _activate_span(values, kind):
+    zero = values.dtype.type(0)
+    for i in range(values.shape[0]):
+        v = values[i]
+        if kind == SIGMOID:
+            v = _sigmoid(v)
+        elif kind == TANH:
+            v = _tanh(v)
+        elif v < zero:  # relu; NaN passes
+            v = zero
+        values[i] = v
+
+
+@njit
+def _mask_and_output(z_new, z_old, c_new, c_old, j0, j1, act, full, out_t):
+    """Padded rows keep their state; out_t[:, j] = the new state, 0 on padded rows (c_* may be empty)."""
+    batch = act.shape[0]
+    zero = out_t.dtype.type(0)
+    if not full:
+        for j in range(j0, j1):
+            for n in range(batch):
+                if not act[n]:
+                    z_new[j, n] = z_old[j, n]
+                    if c_new.shape[0] > 0:
+                        c_new[j, n] = c_old[j, n]
+    for j in range(j0, j1):
+        row = z_new[j]
+        for n in range(batch):
+            out_t[n, j] = row[n] if act[n] else zero
+
+
+@njit(inline="always")
+def _step_gemm(w, r0, rows, col0, cols, z, zb, out, out_row0):
+    """out[out_row0 : out_row0 + rows] = w[r0 : r0 + rows, col0 : col0 + cols] @ z[zb, col0 : col0 + cols]."""
+    if rows > 0:
+        width, batch = w.shape[1], z.shape[2]
+        gemm(BLAS_N, BLAS_N, rows, batch, cols, w.ravel()[r0 * width + col0:], width,
+             z.ravel()[(zb * z.shape[1] + col0) * batch:], batch, 0.0, out.ravel()[out_row0 * batch:], batch)
+
+
+@njit
+def _rnn_step(w, z, zb, nb, gates_t, j0, j1, kind, act, full, out_t):
+    batch = z.shape[2]
+    count = j1 - j0
+    _step_gemm(w, j0, count, 0, w.shape[1], z, zb, gates_t, j0)
+    g = _span(gates_t, j0 * batch, count * batch)
+    _activate_span(g, kind)
+    h_new = _span(z[nb], j0 * batch, count * batch)
+    for i in range(count * batch):
+        h_new[i] = g[i]
+    _mask_and_output(z[nb], z[zb], z[nb, :0], z[zb, :0], j0, j1, act, full, out_t)
+
+
+@njit
+def _lstm_step(w, z, cells, zb, nb, gates_t, j0, j1, act, full, out_t):
+    batch = z.shape[2]
+    count = j1 - j0
+    size = count * batch
+    r0 = 4 * j0
+    _step_gemm(w, r0, 4 * count, 0, w.shape[1], z, zb, gates_t, r0)
+    gi = _span(gates_t, (r0 + LSTM_I * count) * batch, size)
+    gf = _span(gates_t, (r0 + LSTM_F * count) * batch, size)
+    gg = _span(gates_t, (r0 + LSTM_G * count) * batch, size)
+    go = _span(gates_t, (r0 + LSTM_O * count) * batch, size)
+    _activate_span(gi, SIGMOID)
+    _activate_span(gf, SIGMOID)
+    _activate_span(gg, TANH)
+    _activate_span(go, SIGMOID)
+    c_old, c_new = _span(cells[zb], j0 * batch, size), _span(cells[nb], j0 * batch, size)
+    for i in range(size):
+        c_new[i] = gf[i] * c_old[i] + gi[i] * gg[i]
+    h_new = _span(z[nb], j0 * batch, size)
+    for i in range(size):
+        h_new[i] = go[i] * _tanh(c_new[i])
+    _mask_and_output(z[nb], z[zb], cells[nb], cells[zb], j0, j1, act, full, out_t)
+
+
+@njit
+def _gru_step(w, bias_hn, z, zb, nb, gates_t, hidden_n_t, j0, j1, act, full, out_t):
+    hidden, batch = hidden_n_t.shape
+    count = j1 - j0
+    size = count * batch
+    r0 = 3 * j0
+    one = z.dtype.type(1)
+    rn = r0 + GRU_N * count
+    # r and z: one GEMM over [h; x; 1]; n: the input part (with b_in) and W_hn h apart
+    _step_gemm(w, r0, 2 * count, 0, w.shape[1], z, zb, gates_t, r0)
+    _step_gemm(w, rn, count, hidden, w.shape[1] - hidden, z, zb, gates_t, rn)
+    _step_gemm(w, rn, count, 0, hidden, z, zb, hidden_n_t, j0)
+    gr = _span(gates_t, (r0 + GRU_R * count) * batch, size)
+    gz = _span(gates_t, (r0 + GRU_Z * count) * batch, size)
+    gn = _span(gates_t, rn * batch, size)
+    _activate_span(gr, SIGMOID)
+    _activate_span(gz, SIGMOID)
+    for j in range(j0, j1):
+        kept, b = hidden_n_t[j], bias_hn[j]
+        for n in range(batch):
+            kept[n] += b
+    kept = _span(hidden_n_t, j0 * batch, size)
+    for i in range(size):
+        gn[i] = _tanh(gn[i] + gr[i] * kept[i])
+    h_old, h_new = _span(z[zb], j0 * batch, size), _span(z[nb], j0 * batch, size)
+    for i in range(size):
+        h_new[i] = (one - gz[i]) * gn[i] + gz[i] * h_old[i]
+    _mask_and_output(z[nb], z[zb], z[nb, :0], z[zb, :0], j0, j1, act, full, out_t)
+
+
+@njit(parallel=True)
+def _forward_batched_kernel(kind, w, bias_hn, bounds, z, cells, gates, hidden_n, active, full, reverse, out):
+    """Every step of one layer and direction; ``kind`` is RNN_TANH/RNN_RELU/LSTM/GRU (module constants)."""
+    seq_len = active.shape[0]
+    keep = gates.shape[0] == seq_len
+    for s in range(seq_len):
+        t = _time(s, seq_len, reverse)
+        zb, nb = _z_block(t, reverse), _z_next(t, reverse)
+        g = t if keep else 0
+        for p in prange(bounds.shape[0] - 1):
+            j0, j1 = bounds[p], bounds[p + 1]
+            if kind == KIND_LSTM:
+                _lstm_step(w, z, cells, zb, nb, gates[g], j0, j1, active[t], full[t], out[t])
+            elif kind == KIND_GRU:
+                _gru_step(w, bias_hn, z, zb, nb, gates[g], hidden_n[g], j0, j1, active[t], full[t], out[t])
+            else:
+                _rnn_step(w, z, zb, nb, gates[g], j0, j1, RELU if kind == KIND_RNN_RELU else TANH, active[t],
+                          full[t], out[t])
+
+
+@njit(inline="always")
+def _pull_gemm(w, col0, cols, grad, out, out_row0):
+    """out[out_row0 : out_row0 + cols] = w[:, col0 : col0 + cols]^T @ grad: what a later step sends back."""
+    if cols > 0:
+        rows, width, batch = w.shape[0], w.shape[1], grad.shape[1]
+        gemm(BLAS_T, BLAS_N, cols, batch, rows, w.ravel()[col0:], width, grad.ravel(), batch, 0.0,
+             out.ravel()[out_row0 * batch:], batch)
+
+
+@njit(inline="always")
+def _weight_gemm(grad_rows, r0, rows, z, zb, col0, cols, grad_w):
+    """grad_w[r0 : r0 + rows, col0 : col0 + cols] += grad_rows[r0 : r0 + rows] @ z[zb, col0 : col0 + cols]^T."""
+    if rows > 0:
+        width, batch = grad_w.shape[1], z.shape[2]
+        gemm(BLAS_N, BLAS_T, rows, cols, batch, grad_rows.ravel()[r0 * batch:], batch,
+             z.ravel()[(zb * z.shape[1] + col0) * batch:], batch, 1.0, grad_w.ravel()[r0 * width + col0:], width)
+
+
+@njit
+def _take_carry(dh, carry, direct, j0, j1, has_later, cut, act_later, add_output, grad_out_t, act):
+    """dh[j] = dL/dh_t for the chunk's units; returns their sum of dh^2.
+
+    From the later step's carry (plus GRU's direct path) on the rows active
+    there; padded rows pass their gradient through; all zero at a truncation
+    point; then grad_out[t] added on the rows active at t.
+    """
+    batch = dh.shape[1]
+    zero = dh.dtype.type(0)
+    total = zero
+    for j in range(j0, j1):
+        d, cr, dr = dh[j], carry[j], direct[j]
+        if has_later:
+            for n in range(batch):
+                d[n] = zero if cut else (cr[n] + dr[n] if act_later[n] else d[n])
+        if add_output:
+            for n in range(batch):
+                v = d[n] + (grad_out_t[n, j] if act[n] else zero)
+                d[n] = v
+                total += v * v
+    return total
+
+
+@njit
+def _zero_padded(grad_t, r0, rows, act):
+    """Gate gradients of padded rows are zero (their steps did not happen)."""
+    zero = grad_t.dtype.type(0)
+    for q in range(r0, r0 + rows):
+        row = grad_t[q]
+        for n in range(act.shape[0]):
+            if not act[n]:
+                row[n] = zero
+
+
+@njit
+def _rnn_step_back(gates_t, dh, grad_t, j0, j1, relu):
+    batch = dh.shape[1]
+    size = (j1 - j0) * batch
+    zero, one = dh.dtype.type(0), dh.dtype.type(1)
+    a, d, g = _span(gates_t, j0 * batch, size), _span(dh, j0 * batch, size), _span(grad_t, j0 * batch, size)
+    if relu:
+        for i in range(size):
+            g[i] = d[i] if a[i] > zero else zero
+    else:
+        for i in range(size):
+            g[i] = d[i] * (one - a[i] * a[i])
+
+
+@njit
+def _lstm_step_back(gates_t, cells, zb, nb, dh, dc, grad_t, j0, j1, act, full):
+    batch = dh.shape[1]
+    count = j1 - j0
+    size = count * batch
+    r0 = 4 * j0
+    one = dh.dtype.type(1)
+    gi = _span(gates_t, (r0 + LSTM_I * count) * batch, size)
+    gf = _span(gates_t, (r0 + LSTM_F * count) * batch, size)
+    gg = _span(gates_t, (r0 + LSTM_G * count) * batch, size)
+    go = _span(gates_t, (r0 + LSTM_O * count) * batch, size)
+    di = _span(grad_t, (r0 + LSTM_I * count) * batch, size)
+    df = _span(grad_t, (r0 + LSTM_F * count) * batch, size)
+    dg = _span(grad_t, (r0 + LSTM_G * count) * batch, size)
+    do = _span(grad_t, (r0 + LSTM_O * count) * batch, size)
+    c_old, c_new = _span(cells[zb], j0 * batch, size), _span(cells[nb], j0 * batch, size)
+    d, d_c = _span(dh, j0 * batch, size), _span(dc, j0 * batch, size)
+    kept = d_c[:0] if full else d_c.copy()  # padded rows: dc passes through unchanged
+    for i in range(size):
+        tanh_c = _tanh(c_new[i])
+        total_c = d_c[i] + d[i] * go[i] * (one - tanh_c * tanh_c)
+        do[i] = d[i] * tanh_c * go[i] * (one - go[i])
+        di[i] = total_c * gg[i] * gi[i] * (one - gi[i])
+        df[i] = total_c * c_old[i] * gf[i] * (one - gf[i])
+        dg[i] = total_c * gi[i] * (one - gg[i] * gg[i])
+        d_c[i] = total_c * gf[i]
+    if not full:
+        for i in range(size):
+            if not act[i % batch]:
+                d_c[i] = kept[i]
+
+
+@njit
+def _gru_step_back(gates_t, hidden_n_t, z, zb, dh, direct, grad_t, grad_h_t, j0, j1):
+    batch = dh.shape[1]
+    count = j1 - j0
+    size = count * batch
+    r0 = 3 * j0
+    one = dh.dtype.type(1)
+    gr = _span(gates_t, (r0 + GRU_R * count) * batch, size)
+    gz = _span(gates_t, (r0 + GRU_Z * count) * batch, size)
+    gn = _span(gates_t, (r0 + GRU_N * count) * batch, size)
+    xr = _span(grad_t, (r0 + GRU_R * count) * batch, size)
+    xz = _span(grad_t, (r0 + GRU_Z * count) * batch, size)
+    xn = _span(grad_t, (r0 + GRU_N * count) * batch, size)
+    hr = _span(grad_h_t, (r0 + GRU_R * count) * batch, size)
+    hz = _span(grad_h_t, (r0 + GRU_Z * count) * batch, size)
+    hn = _span(grad_h_t, (r0 + GRU_N * count) * batch, size)
+    kept, h_old = _span(hidden_n_t, j0 * batch, size), _span(z[zb], j0 * batch, size)
+    d, dd = _span(dh, j0 * batch, size), _span(direct, j0 * batch, size)
+    for i in range(size):
+        d_n = d[i] * (one - gz[i]) * (one - gn[i] * gn[i])
+        d_z = d[i] * (h_old[i] - gn[i]) * gz[i] * (one - gz[i])
+        d_r = d_n * kept[i] * gr[i] * (one - gr[i])
+        xn[i] = d_n
+        xz[i] = d_z
+        xr[i] = d_r
+        hn[i] = d_n * gr[i]
+        hz[i] = d_z
+        hr[i] = d_r
+        dd[i] = d[i] * gz[i]
+
+
+@njit(parallel=True)
+def _backward_batched_kernel(kind, w, bounds, input_bounds, z, cells, gates, hidden_n, active, full, reverse,
+                             bptt_steps, grad_out, dh, dc, grad, grad_h, grad_x_t, grad_w, grad_b_hn, sq):
+    """BPTT of :func:`_forward_batched_kernel` (``keep`` was on): grad (T, G*H, N) gets dL/d(pre-activation),
+    grad_h the same for the hidden part (GRU's n rows differ; else it is ``grad``), grad_x_t (T, I, N) the input
+    gradient, grad_w (G*H, H + I + 1) the weight-and-bias gradient; dh/dc (H, N) enter as the final states'
+    gradients and leave as h0's/c0's. Processing step s = -1 only pulls the last carry."""
+    seq_len = active.shape[0]
+    hidden, batch = dh.shape
+    gate_count = gates.shape[1] // hidden
+    zero = dh.dtype.type(0)
+    carry = np.zeros((hidden, batch), dtype=dh.dtype)
+    direct = np.zeros((hidden, batch), dtype=dh.dtype)
+    for s in range(seq_len - 1, -2, -1):
+        has_later = s + 1 < seq_len
+        t_later = _time(s + 1, seq_len, reverse) if has_later else 0
+        cut = has_later and _truncate(s + 1, bptt_steps)
+        t = _time(s, seq_len, reverse) if s >= 0 else t_later
+        zb, nb = _z_block(t, reverse), _z_next(t, reverse)
+        for p in prange(bounds.shape[0] - 1):
+            j0, j1 = bounds[p], bounds[p + 1]
+            i0, i1 = input_bounds[p], input_bounds[p + 1]
+            if has_later:
+                _pull_gemm(w, hidden + i0, i1 - i0, grad[t_later], grad_x_t[t_later], i0)
+                if not cut:
+                    _pull_gemm(w, j0, j1 - j0, grad_h[t_later], carry, j0)
+            if cut and kind == KIND_LSTM:
+                dc[j0:j1] = zero
+            total = _take_carry(dh, carry, direct, j0, j1, has_later, cut, active[t_later], s >= 0, grad_out[t],
+                                active[t])
+            if s < 0:
+                continue
+            sq[p, t] = total
+            r0, rows = gate_count * j0, gate_count * (j1 - j0)
+            if kind == KIND_LSTM:
+                _lstm_step_back(gates[t], cells, zb, nb, dh, dc, grad[t], j0, j1, active[t], full[t])
+            elif kind == KIND_GRU:
+                _gru_step_back(gates[t], hidden_n[t], z, zb, dh, direct, grad[t], grad_h[t], j0, j1)
+                if not full[t]:
+                    _zero_padded(grad_h[t], r0, rows, active[t])
+            else:
+                _rnn_step_back(gates[t], dh, grad[t], j0, j1, kind == KIND_RNN_RELU)
+            if not full[t]:
+                _zero_padded(grad[t], r0, rows, active[t])
+            if kind == KIND_GRU:  # n rows: the input columns see grad, the hidden columns grad_h
+                rn, count = r0 + GRU_N * (j1 - j0), j1 - j0
+                _weight_gemm(grad[t], r0, rn - r0, z, zb, 0, w.shape[1], grad_w)
+                _weight_gemm(grad[t], rn, count, z, zb, hidden, w.shape[1] - hidden, grad_w)
+                _weight_gemm(grad_h[t], rn, count, z, zb, 0, hidden, grad_w)
+                for j in range(j0, j1):
+                    row = grad_h[t, rn + j - j0]
+                    acc = zero
+                    for n in range(batch):
+                        acc += row[n]
+                    grad_b_hn[j] += acc
+            else:
+                _weight_gemm(grad[t], r0, rows, z, zb, 0, w.shape[1], grad_w)
+
+
 # --- entry points (same signatures as the reference) --------------------------------------------
 def _previous(states, initial, lengths, reverse):
     """(T, N, H): the state entering each step, from the per-step states (active rows only matter)."""
@@ -559,16 +947,106 @@ def _blas_min_rows():
     return int(config.RECURRENT_BLAS_MIN_BATCH)
 
 
+
+
+def _run(workers, kernel, *args):
+    """prange workers with single-threaded BLAS inside, or one worker with BLAS's own threads."""
+    if workers > 1:
+        run_parallel(kernel, *args)
+    else:
+        kernel(*args)
+
+
+def _forward_batched(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, keep):
+    seq_len, batch, input_size = x.shape
+    hidden = h0.shape[1]
+    gate_count = GATE_COUNT[mode]
+    workers = parallel_workers()
+    bounds = _chunk_bounds(hidden, workers)
+    perm = _chunk_rows(gate_count, hidden, bounds)
+    bias = b_ih + b_hh
+    if mode == "gru":  # r and z take both biases; n keeps b_hn apart (it sits inside r * (...))
+        bias[GRU_N * hidden:] = b_ih[GRU_N * hidden:]
+    w = np.concatenate([w_hh, w_ih, bias[:, None]], axis=1)[perm]
+    # z[b] = [state entering the step; x_t; 1] (see _z_block), batch-minor
+    z = np.empty((seq_len + 1, hidden + input_size + 1, batch), dtype=x.dtype)
+    blocks = slice(1, None) if reverse else slice(0, seq_len)
+    z[blocks, hidden:hidden + input_size] = x.transpose(0, 2, 1)
+    z[:, -1] = 1
+    first = _z_block(seq_len - 1 if reverse else 0, reverse)
+    z[first, :hidden] = h0.T
+    cells = np.empty((1, 1, 1), dtype=x.dtype)
+    if mode == "lstm":
+        cells = np.empty((seq_len + 1, hidden, batch), dtype=x.dtype)
+        cells[first] = c0.T
+    kept = seq_len if keep else 1
+    gates = np.empty((kept, gate_count * hidden, batch), dtype=x.dtype)
+    hidden_n = np.empty((kept, hidden, batch) if mode == "gru" else (1, 1, 1), dtype=x.dtype)
+    bias_hn = np.ascontiguousarray(b_hh[GRU_N * hidden:] if mode == "gru" else b_hh[:0])
+    active = np.arange(seq_len)[:, None] < lengths[None, :]
+    full = active.all(axis=1)
+    out = np.empty((seq_len, batch, hidden), dtype=x.dtype)
+    _run(workers, _forward_batched_kernel, _KINDS[mode], w, bias_hn, bounds, z, cells, gates, hidden_n, active,
+         full, reverse, out)
+    final = _z_next(0 if reverse else seq_len - 1, reverse)
+    h = np.ascontiguousarray(z[final, :hidden].T)
+    c = np.ascontiguousarray(cells[final].T) if mode == "lstm" else None
+    saved = None
+    if keep:
+        saved = ("batched", mode, x.shape, w, perm, workers, bounds, z, cells, gates, hidden_n, active, full,
+                 reverse)
+    return out, h, c, saved
+
+
+def _backward_batched(saved, grad_out, grad_h_n, grad_c_n, bptt_steps):
+    _, mode, (seq_len, batch, input_size), w, perm, workers, bounds, z, cells, gates, hidden_n, active, full, \
+        reverse = saved
+    hidden = z.shape[1] - input_size - 1
+    dtype = z.dtype
+    grad_out = np.ascontiguousarray(grad_out, dtype=dtype)
+    dh = np.zeros((hidden, batch), dtype) if grad_h_n is None else np.array(np.asarray(grad_h_n).T, dtype, order="C")
+    dc = np.zeros((hidden, batch), dtype)
+    if mode == "lstm" and grad_c_n is not None:
+        dc[...] = np.asarray(grad_c_n).T
+    grad = np.empty_like(gates)
+    grad_h = np.empty_like(gates) if mode == "gru" else grad
+    grad_x_t = np.empty((seq_len, input_size, batch), dtype)
+    grad_w = np.zeros_like(w)
+    grad_b_hn = np.zeros(hidden, dtype)
+    sq = np.zeros((len(bounds) - 1, seq_len), dtype)
+    _run(workers, _backward_batched_kernel, _KINDS[mode], w, bounds, _chunk_bounds(input_size, len(bounds) - 1), z,
+         cells, gates, hidden_n, active, full, reverse, bptt_steps, grad_out, dh, dc, grad, grad_h, grad_x_t, grad_w,
+         grad_b_hn, sq)
+    grad_w_all = np.empty_like(grad_w)
+    grad_w_all[perm] = grad_w
+    grad_w_hh = np.ascontiguousarray(grad_w_all[:, :hidden])
+    grad_w_ih = np.ascontiguousarray(grad_w_all[:, hidden:hidden + input_size])
+    grad_b_ih = grad_w_all[:, -1].copy()
+    grad_b_hh = grad_b_ih.copy()
+    if mode == "gru":
+        grad_b_hh[GRU_N * hidden:] = grad_b_hn
+    grad_x = np.ascontiguousarray(grad_x_t.transpose(0, 2, 1))
+    norms = np.sqrt(sq.sum(axis=0))
+    return (grad_x, np.ascontiguousarray(dh.T), np.ascontiguousarray(dc.T) if mode == "lstm" else None,
+            grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh, norms)
+
+
+def _use_batched(mode, batch):
+    return mode != "gru_reset_before" and batch >= _blas_min_rows()
+
+
 def recurrent_forward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, keep):
     seq_len, batch, input_size = x.shape
     hidden = h0.shape[1]
     blas = _blas_min_rows()
+    lengths = np.ascontiguousarray(lengths, dtype=np.int64)
+    if _use_batched(mode, batch):
+        return _forward_batched(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, keep)
     gates = (x.reshape(seq_len * batch, input_size) @ w_ih.T).reshape(seq_len, batch, -1)
     out = np.empty((seq_len, batch, hidden), dtype=x.dtype)
     h = h0.copy()
     c = None
     extra = None
-    lengths = np.ascontiguousarray(lengths, dtype=np.int64)
     kept = seq_len if keep else 1
     if mode in ("rnn_tanh", "rnn_relu"):
         _rnn_forward(gates, h, w_hh, np.ascontiguousarray(w_hh.T), b_ih + b_hh, lengths, reverse,
@@ -596,6 +1074,8 @@ def recurrent_forward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse,
 
 
 def recurrent_backward(saved, grad_out, grad_h_n, grad_c_n, bptt_steps):
+    if saved[0] == "batched":
+        return _backward_batched(saved, grad_out, grad_h_n, grad_c_n, bptt_steps)
     mode, x, h0, c0, w_ih, w_hh, lengths, reverse, gates, out, extra = saved
     seq_len, batch, input_size = x.shape
     hidden = h0.shape[1]
