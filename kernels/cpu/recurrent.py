@@ -643,34 +643,56 @@ def _mask_and_output(z_new, z_old, c_new, c_old, j0, j1, act, full, out_t):
 
 
 @njit(inline="always")
-def _step_gemm(w, r0, rows, col0, cols, z, zb, out, out_row0):
-    """out[out_row0 : out_row0 + rows] = w[r0 : r0 + rows, col0 : col0 + cols] @ z[zb, col0 : col0 + cols]."""
+def _step_gemm(w, r0, rows, cols, zmat, zb, out, out_row0):
+    """out[out_row0 : out_row0 + rows] = w[r0 : r0 + rows, :cols] @ (block zb of zmat[:cols])."""
     if rows > 0:
-        width, batch = w.shape[1], z.shape[2]
-        gemm(BLAS_N, BLAS_N, rows, batch, cols, w.ravel()[r0 * width + col0:], width,
-             z.ravel()[(zb * z.shape[1] + col0) * batch:], batch, 0.0, out.ravel()[out_row0 * batch:], batch)
+        width, batch, ld = w.shape[1], out.shape[1], zmat.shape[1]
+        gemm(BLAS_N, BLAS_N, rows, batch, cols, w.ravel()[r0 * width:], width, zmat.ravel()[zb * batch:], ld, 0.0,
+             out.ravel()[out_row0 * batch:], batch)
+
+
+@njit(inline="always")
+def _input_gemm(w_x, r0, rows, x_t, beta, out):
+    """out[r0 : r0 + rows] = w_x[r0 : r0 + rows] @ x_t^T + beta * out: the input projection, x_t (N, I) as given."""
+    if rows > 0:
+        inputs, batch = w_x.shape[1], out.shape[1]
+        gemm(BLAS_N, BLAS_T, rows, batch, inputs, w_x.ravel()[r0 * inputs:], inputs, x_t.ravel(), inputs, beta,
+             out.ravel()[r0 * batch:], batch)
 
 
 @njit
-def _rnn_step(w, z, zb, nb, gates_t, j0, j1, kind, act, full, out_t):
-    batch = z.shape[2]
+def _store_state(states, nb, zmat, j0, j1):
+    """Copy the chunk's new state rows into their block of ``zmat`` (the next step's GEMM operand)."""
+    batch = states.shape[2]
+    for j in range(j0, j1):
+        src, dst = states[nb, j], zmat[j, nb * batch:(nb + 1) * batch]
+        for n in range(batch):
+            dst[n] = src[n]
+
+
+@njit
+def _rnn_step(w, w_x, x_t, zmat, states, zb, nb, gates_t, j0, j1, kind, act, full, out_t):
+    batch = states.shape[2]
     count = j1 - j0
-    _step_gemm(w, j0, count, 0, w.shape[1], z, zb, gates_t, j0)
+    _step_gemm(w, j0, count, w.shape[1], zmat, zb, gates_t, j0)
+    _input_gemm(w_x, j0, count, x_t, 1.0, gates_t)
     g = _span(gates_t, j0 * batch, count * batch)
     _activate_span(g, kind)
-    h_new = _span(z[nb], j0 * batch, count * batch)
+    h_new = _span(states[nb], j0 * batch, count * batch)
     for i in range(count * batch):
         h_new[i] = g[i]
-    _mask_and_output(z[nb], z[zb], z[nb, :0], z[zb, :0], j0, j1, act, full, out_t)
+    _mask_and_output(states[nb], states[zb], states[nb, :0], states[zb, :0], j0, j1, act, full, out_t)
+    _store_state(states, nb, zmat, j0, j1)
 
 
 @njit
-def _lstm_step(w, z, cells, zb, nb, gates_t, j0, j1, act, full, out_t):
-    batch = z.shape[2]
+def _lstm_step(w, w_x, x_t, zmat, states, cells, zb, nb, gates_t, j0, j1, act, full, out_t):
+    batch = states.shape[2]
     count = j1 - j0
     size = count * batch
     r0 = 4 * j0
-    _step_gemm(w, r0, 4 * count, 0, w.shape[1], z, zb, gates_t, r0)
+    _step_gemm(w, r0, 4 * count, w.shape[1], zmat, zb, gates_t, r0)
+    _input_gemm(w_x, r0, 4 * count, x_t, 1.0, gates_t)
     gi = _span(gates_t, (r0 + LSTM_I * count) * batch, size)
     gf = _span(gates_t, (r0 + LSTM_F * count) * batch, size)
     gg = _span(gates_t, (r0 + LSTM_G * count) * batch, size)
@@ -682,44 +704,50 @@ def _lstm_step(w, z, cells, zb, nb, gates_t, j0, j1, act, full, out_t):
     c_old, c_new = _span(cells[zb], j0 * batch, size), _span(cells[nb], j0 * batch, size)
     for i in range(size):
         c_new[i] = gf[i] * c_old[i] + gi[i] * gg[i]
-    h_new = _span(z[nb], j0 * batch, size)
+    h_new = _span(states[nb], j0 * batch, size)
     for i in range(size):
         h_new[i] = go[i] * _tanh(c_new[i])
-    _mask_and_output(z[nb], z[zb], cells[nb], cells[zb], j0, j1, act, full, out_t)
+    _mask_and_output(states[nb], states[zb], cells[nb], cells[zb], j0, j1, act, full, out_t)
+    _store_state(states, nb, zmat, j0, j1)
 
 
 @njit
-def _gru_step(w, bias_hn, z, zb, nb, gates_t, hidden_n_t, j0, j1, act, full, out_t):
+def _gru_step(w, w_x, x_t, bias_hn, zmat, states, zb, nb, gates_t, hidden_n_t, j0, j1, act, full, out_t):
     hidden, batch = hidden_n_t.shape
     count = j1 - j0
     size = count * batch
     r0 = 3 * j0
-    one = z.dtype.type(1)
+    one = states.dtype.type(1)
     rn = r0 + GRU_N * count
-    # r and z: one GEMM over [h; x; 1]; n: the input part (with b_in) and W_hn h apart
-    _step_gemm(w, r0, 2 * count, 0, w.shape[1], z, zb, gates_t, r0)
-    _step_gemm(w, rn, count, hidden, w.shape[1] - hidden, z, zb, gates_t, rn)
-    _step_gemm(w, rn, count, 0, hidden, z, zb, hidden_n_t, j0)
+    # r and z: [W_hh | b] @ [h; 1] + W_ih x; n: W_in x (+ b_in below) and W_hn h (+ b_hn) apart
+    _step_gemm(w, r0, 2 * count, w.shape[1], zmat, zb, gates_t, r0)
+    _input_gemm(w_x, r0, 2 * count, x_t, 1.0, gates_t)
+    _input_gemm(w_x, rn, count, x_t, 0.0, gates_t)
+    _step_gemm(w, rn, count, hidden, zmat, zb, hidden_n_t, j0)
     gr = _span(gates_t, (r0 + GRU_R * count) * batch, size)
     gz = _span(gates_t, (r0 + GRU_Z * count) * batch, size)
     gn = _span(gates_t, rn * batch, size)
     _activate_span(gr, SIGMOID)
     _activate_span(gz, SIGMOID)
     for j in range(j0, j1):
-        kept, b = hidden_n_t[j], bias_hn[j]
+        kept, b, row, b_in = hidden_n_t[j], bias_hn[j], gates_t[rn + j - j0], w[rn + j - j0, hidden]
         for n in range(batch):
             kept[n] += b
+        for n in range(batch):
+            row[n] += b_in
     kept = _span(hidden_n_t, j0 * batch, size)
     for i in range(size):
         gn[i] = _tanh(gn[i] + gr[i] * kept[i])
-    h_old, h_new = _span(z[zb], j0 * batch, size), _span(z[nb], j0 * batch, size)
+    h_old, h_new = _span(states[zb], j0 * batch, size), _span(states[nb], j0 * batch, size)
     for i in range(size):
         h_new[i] = (one - gz[i]) * gn[i] + gz[i] * h_old[i]
-    _mask_and_output(z[nb], z[zb], z[nb, :0], z[zb, :0], j0, j1, act, full, out_t)
+    _mask_and_output(states[nb], states[zb], states[nb, :0], states[zb, :0], j0, j1, act, full, out_t)
+    _store_state(states, nb, zmat, j0, j1)
 
 
 @njit(parallel=True)
-def _forward_batched_kernel(kind, w, bias_hn, bounds, z, cells, gates, hidden_n, active, full, reverse, out):
+def _forward_batched_kernel(kind, w, w_x, x, bias_hn, bounds, zmat, states, cells, gates, hidden_n, active, full,
+                            reverse, out):
     """Every step of one layer and direction; ``kind`` is RNN_TANH/RNN_RELU/LSTM/GRU (module constants)."""
     seq_len = active.shape[0]
     keep = gates.shape[0] == seq_len
@@ -730,30 +758,36 @@ def _forward_batched_kernel(kind, w, bias_hn, bounds, z, cells, gates, hidden_n,
         for p in prange(bounds.shape[0] - 1):
             j0, j1 = bounds[p], bounds[p + 1]
             if kind == KIND_LSTM:
-                _lstm_step(w, z, cells, zb, nb, gates[g], j0, j1, active[t], full[t], out[t])
+                _lstm_step(w, w_x, x[t], zmat, states, cells, zb, nb, gates[g], j0, j1, active[t], full[t], out[t])
             elif kind == KIND_GRU:
-                _gru_step(w, bias_hn, z, zb, nb, gates[g], hidden_n[g], j0, j1, active[t], full[t], out[t])
-            else:
-                _rnn_step(w, z, zb, nb, gates[g], j0, j1, RELU if kind == KIND_RNN_RELU else TANH, active[t],
+                _gru_step(w, w_x, x[t], bias_hn, zmat, states, zb, nb, gates[g], hidden_n[g], j0, j1, active[t],
                           full[t], out[t])
+            else:
+                _rnn_step(w, w_x, x[t], zmat, states, zb, nb, gates[g], j0, j1,
+                          RELU if kind == KIND_RNN_RELU else TANH, active[t], full[t], out[t])
 
 
 @njit(inline="always")
-def _pull_gemm(w, col0, cols, grad, out, out_row0):
-    """out[out_row0 : out_row0 + cols] = w[:, col0 : col0 + cols]^T @ grad: what a later step sends back."""
+def _pull_gemm(w_t, col0, cols, grad, out, out_row0):
+    """out[out_row0 : out_row0 + cols] = w_t[col0 : col0 + cols] @ grad: what a later step sends back.
+
+    ``w_t`` is W^T made contiguous once per backward: the plain product ran at
+    69 GFLOP/s, the transposed one on ``w`` at 45 (M 128, N 32, K 1024).
+    """
     if cols > 0:
-        rows, width, batch = w.shape[0], w.shape[1], grad.shape[1]
-        gemm(BLAS_T, BLAS_N, cols, batch, rows, w.ravel()[col0:], width, grad.ravel(), batch, 0.0,
+        rows, batch = w_t.shape[1], grad.shape[1]
+        gemm(BLAS_N, BLAS_N, cols, batch, rows, w_t.ravel()[col0 * rows:], rows, grad.ravel(), batch, 0.0,
              out.ravel()[out_row0 * batch:], batch)
 
 
-@njit(inline="always")
-def _weight_gemm(grad_rows, r0, rows, z, zb, col0, cols, grad_w):
-    """grad_w[r0 : r0 + rows, col0 : col0 + cols] += grad_rows[r0 : r0 + rows] @ z[zb, col0 : col0 + cols]^T."""
-    if rows > 0:
-        width, batch = grad_w.shape[1], z.shape[2]
-        gemm(BLAS_N, BLAS_T, rows, cols, batch, grad_rows.ravel()[r0 * batch:], batch,
-             z.ravel()[(zb * z.shape[1] + col0) * batch:], batch, 1.0, grad_w.ravel()[r0 * width + col0:], width)
+@njit
+def _store_rows(grad_t, r0, rows, t, grad_all):
+    """Copy gate-gradient rows of step t into their columns of grad_all (G*H, T*N), the big GEMMs' operand."""
+    batch = grad_t.shape[1]
+    for q in range(r0, r0 + rows):
+        src, dst = grad_t[q], grad_all[q, t * batch:(t + 1) * batch]
+        for n in range(batch):
+            dst[n] = src[n]
 
 
 @njit
@@ -838,7 +872,7 @@ def _lstm_step_back(gates_t, cells, zb, nb, dh, dc, grad_t, j0, j1, act, full):
 
 
 @njit
-def _gru_step_back(gates_t, hidden_n_t, z, zb, dh, direct, grad_t, grad_h_t, j0, j1):
+def _gru_step_back(gates_t, hidden_n_t, states, zb, dh, direct, grad_t, grad_h_t, j0, j1):
     batch = dh.shape[1]
     count = j1 - j0
     size = count * batch
@@ -853,7 +887,7 @@ def _gru_step_back(gates_t, hidden_n_t, z, zb, dh, direct, grad_t, grad_h_t, j0,
     hr = _span(grad_h_t, (r0 + GRU_R * count) * batch, size)
     hz = _span(grad_h_t, (r0 + GRU_Z * count) * batch, size)
     hn = _span(grad_h_t, (r0 + GRU_N * count) * batch, size)
-    kept, h_old = _span(hidden_n_t, j0 * batch, size), _span(z[zb], j0 * batch, size)
+    kept, h_old = _span(hidden_n_t, j0 * batch, size), _span(states[zb], j0 * batch, size)
     d, dd = _span(dh, j0 * batch, size), _span(direct, j0 * batch, size)
     for i in range(size):
         d_n = d[i] * (one - gz[i]) * (one - gn[i] * gn[i])
@@ -869,12 +903,16 @@ def _gru_step_back(gates_t, hidden_n_t, z, zb, dh, direct, grad_t, grad_h_t, j0,
 
 
 @njit(parallel=True)
-def _backward_batched_kernel(kind, w, bounds, input_bounds, z, cells, gates, hidden_n, active, full, reverse,
-                             bptt_steps, grad_out, dh, dc, grad, grad_h, grad_x_t, grad_w, grad_b_hn, sq):
-    """BPTT of :func:`_forward_batched_kernel` (``keep`` was on): grad (T, G*H, N) gets dL/d(pre-activation),
-    grad_h the same for the hidden part (GRU's n rows differ; else it is ``grad``), grad_x_t (T, I, N) the input
-    gradient, grad_w (G*H, H + I + 1) the weight-and-bias gradient; dh/dc (H, N) enter as the final states'
-    gradients and leave as h0's/c0's. Processing step s = -1 only pulls the last carry."""
+def _backward_batched_kernel(kind, w_t, bounds, states, cells, gates, hidden_n, active, full, reverse, bptt_steps,
+                             grad_out, dh, dc, grad, grad_h, grad_all, grad_h_all, sq):
+    """BPTT of :func:`_forward_batched_kernel` (``keep`` was on), the time loop only.
+
+    grad (T, G*H, N) gets dL/d(pre-activation) and grad_h the same for the
+    hidden part (GRU's n rows differ, else it is ``grad``); both are copied to
+    (G*H, T*N) ``*_all`` for :func:`_weight_gradients_kernel`. dh/dc (H, N)
+    enter as the final states' gradients and leave as h0's/c0's. Processing
+    step s = -1 only pulls the last carry.
+    """
     seq_len = active.shape[0]
     hidden, batch = dh.shape
     gate_count = gates.shape[1] // hidden
@@ -889,11 +927,8 @@ def _backward_batched_kernel(kind, w, bounds, input_bounds, z, cells, gates, hid
         zb, nb = _z_block(t, reverse), _z_next(t, reverse)
         for p in prange(bounds.shape[0] - 1):
             j0, j1 = bounds[p], bounds[p + 1]
-            i0, i1 = input_bounds[p], input_bounds[p + 1]
-            if has_later:
-                _pull_gemm(w, hidden + i0, i1 - i0, grad[t_later], grad_x_t[t_later], i0)
-                if not cut:
-                    _pull_gemm(w, j0, j1 - j0, grad_h[t_later], carry, j0)
+            if has_later and not cut:
+                _pull_gemm(w_t, j0, j1 - j0, grad_h[t_later], carry, j0)
             if cut and kind == KIND_LSTM:
                 dc[j0:j1] = zero
             total = _take_carry(dh, carry, direct, j0, j1, has_later, cut, active[t_later], s >= 0, grad_out[t],
@@ -905,26 +940,47 @@ def _backward_batched_kernel(kind, w, bounds, input_bounds, z, cells, gates, hid
             if kind == KIND_LSTM:
                 _lstm_step_back(gates[t], cells, zb, nb, dh, dc, grad[t], j0, j1, active[t], full[t])
             elif kind == KIND_GRU:
-                _gru_step_back(gates[t], hidden_n[t], z, zb, dh, direct, grad[t], grad_h[t], j0, j1)
+                _gru_step_back(gates[t], hidden_n[t], states, zb, dh, direct, grad[t], grad_h[t], j0, j1)
                 if not full[t]:
                     _zero_padded(grad_h[t], r0, rows, active[t])
+                _store_rows(grad_h[t], r0, rows, t, grad_h_all)
             else:
                 _rnn_step_back(gates[t], dh, grad[t], j0, j1, kind == KIND_RNN_RELU)
             if not full[t]:
                 _zero_padded(grad[t], r0, rows, active[t])
-            if kind == KIND_GRU:  # n rows: the input columns see grad, the hidden columns grad_h
-                rn, count = r0 + GRU_N * (j1 - j0), j1 - j0
-                _weight_gemm(grad[t], r0, rn - r0, z, zb, 0, w.shape[1], grad_w)
-                _weight_gemm(grad[t], rn, count, z, zb, hidden, w.shape[1] - hidden, grad_w)
-                _weight_gemm(grad_h[t], rn, count, z, zb, 0, hidden, grad_w)
-                for j in range(j0, j1):
-                    row = grad_h[t, rn + j - j0]
-                    acc = zero
-                    for n in range(batch):
-                        acc += row[n]
-                    grad_b_hn[j] += acc
-            else:
-                _weight_gemm(grad[t], r0, rows, z, zb, 0, w.shape[1], grad_w)
+            _store_rows(grad[t], r0, rows, t, grad_all)
+
+
+@njit(parallel=True)
+def _weight_gradients_kernel(w_t, w_x, x2, zmat, first_col, grad_all, grad_h_all, gru, row_bounds, step_bounds, grad_w,
+                             grad_w_x, grad_x):
+    """After the time loop, the big GEMMs over all steps, split over the workers:
+
+    rows of grad_w = grad_all @ [h; 1]^T (for GRU the n rows' hidden columns
+    use grad_h_all) and of grad_w_x = grad_all @ x; rows (steps) of
+    grad_x (T*N, I) = grad_all^T @ W_ih.
+    """
+    width, rows = w_t.shape
+    steps, inputs = x2.shape
+    hidden = width - 1
+    ld = zmat.shape[1]
+    zflat = zmat.ravel()[first_col:]
+    for p in prange(row_bounds.shape[0] - 1):
+        r0, r1 = row_bounds[p], row_bounds[p + 1]
+        if r1 > r0:
+            gemm(BLAS_N, BLAS_T, r1 - r0, width, steps, grad_all.ravel()[r0 * steps:], steps, zflat, ld, 0.0,
+                 grad_w.ravel()[r0 * width:], width)
+            if gru:  # n rows (the last third of each chunk's rows): hidden columns from grad_h_all
+                count = (r1 - r0) // 3
+                rn = r0 + GRU_N * count
+                gemm(BLAS_N, BLAS_T, count, hidden, steps, grad_h_all.ravel()[rn * steps:], steps, zflat, ld, 0.0,
+                     grad_w.ravel()[rn * width:], width)
+            gemm(BLAS_N, BLAS_N, r1 - r0, inputs, steps, grad_all.ravel()[r0 * steps:], steps, x2.ravel(), inputs,
+                 0.0, grad_w_x.ravel()[r0 * inputs:], inputs)
+        s0, s1 = step_bounds[p], step_bounds[p + 1]
+        if s1 > s0:
+            gemm(BLAS_T, BLAS_N, s1 - s0, inputs, rows, grad_all.ravel()[s0:], steps, w_x.ravel(), inputs, 0.0,
+                 grad_x.ravel()[s0 * inputs:], inputs)
 
 
 # --- entry points (same signatures as the reference) --------------------------------------------
@@ -958,7 +1014,8 @@ def _run(workers, kernel, *args):
 
 
 def _forward_batched(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, keep):
-    seq_len, batch, input_size = x.shape
+    x = np.ascontiguousarray(x)  # x[t] is a GEMM operand as it is
+    seq_len, batch = x.shape[:2]
     hidden = h0.shape[1]
     gate_count = GATE_COUNT[mode]
     workers = parallel_workers()
@@ -967,14 +1024,16 @@ def _forward_batched(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, 
     bias = b_ih + b_hh
     if mode == "gru":  # r and z take both biases; n keeps b_hn apart (it sits inside r * (...))
         bias[GRU_N * hidden:] = b_ih[GRU_N * hidden:]
-    w = np.concatenate([w_hh, w_ih, bias[:, None]], axis=1)[perm]
-    # z[b] = [state entering the step; x_t; 1] (see _z_block), batch-minor
-    z = np.empty((seq_len + 1, hidden + input_size + 1, batch), dtype=x.dtype)
-    blocks = slice(1, None) if reverse else slice(0, seq_len)
-    z[blocks, hidden:hidden + input_size] = x.transpose(0, 2, 1)
-    z[:, -1] = 1
+    w = np.concatenate([w_hh, bias[:, None]], axis=1)[perm]
+    w_x = np.ascontiguousarray(w_ih[perm])
+    # block b of zmat (columns b*N .. b*N + N) = [state entering the step; 1], see _z_block;
+    # states/cells (T + 1, H, N) hold the same states for the elementwise passes
+    zmat = np.empty((hidden + 1, (seq_len + 1) * batch), dtype=x.dtype)
+    zmat[-1] = 1
     first = _z_block(seq_len - 1 if reverse else 0, reverse)
-    z[first, :hidden] = h0.T
+    zmat[:hidden, first * batch:(first + 1) * batch] = h0.T
+    states = np.empty((seq_len + 1, hidden, batch), dtype=x.dtype)
+    states[first] = h0.T
     cells = np.empty((1, 1, 1), dtype=x.dtype)
     if mode == "lstm":
         cells = np.empty((seq_len + 1, hidden, batch), dtype=x.dtype)
@@ -986,46 +1045,51 @@ def _forward_batched(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, 
     active = np.arange(seq_len)[:, None] < lengths[None, :]
     full = active.all(axis=1)
     out = np.empty((seq_len, batch, hidden), dtype=x.dtype)
-    _run(workers, _forward_batched_kernel, _KINDS[mode], w, bias_hn, bounds, z, cells, gates, hidden_n, active,
-         full, reverse, out)
+    _run(workers, _forward_batched_kernel, _KINDS[mode], w, w_x, x, bias_hn, bounds, zmat, states, cells, gates, hidden_n,
+         active, full, reverse, out)
     final = _z_next(0 if reverse else seq_len - 1, reverse)
-    h = np.ascontiguousarray(z[final, :hidden].T)
+    h = np.ascontiguousarray(states[final].T)
     c = np.ascontiguousarray(cells[final].T) if mode == "lstm" else None
     saved = None
     if keep:
-        saved = ("batched", mode, x.shape, w, perm, workers, bounds, z, cells, gates, hidden_n, active, full,
-                 reverse)
+        saved = ("batched", mode, x, w, w_x, perm, workers, bounds, zmat, states, cells, gates, hidden_n, active,
+                 full, reverse)
     return out, h, c, saved
 
 
 def _backward_batched(saved, grad_out, grad_h_n, grad_c_n, bptt_steps):
-    _, mode, (seq_len, batch, input_size), w, perm, workers, bounds, z, cells, gates, hidden_n, active, full, \
-        reverse = saved
-    hidden = z.shape[1] - input_size - 1
-    dtype = z.dtype
+    _, mode, x, w, w_x, perm, workers, bounds, zmat, states, cells, gates, hidden_n, active, \
+        full, reverse = saved
+    seq_len, batch, input_size = x.shape
+    hidden = states.shape[1]
+    dtype = states.dtype
+    gate_count = GATE_COUNT[mode]
     grad_out = np.ascontiguousarray(grad_out, dtype=dtype)
     dh = np.zeros((hidden, batch), dtype) if grad_h_n is None else np.array(np.asarray(grad_h_n).T, dtype, order="C")
     dc = np.zeros((hidden, batch), dtype)
     if mode == "lstm" and grad_c_n is not None:
         dc[...] = np.asarray(grad_c_n).T
     grad = np.empty_like(gates)
-    grad_h = np.empty_like(gates) if mode == "gru" else grad
-    grad_x_t = np.empty((seq_len, input_size, batch), dtype)
-    grad_w = np.zeros_like(w)
-    grad_b_hn = np.zeros(hidden, dtype)
-    sq = np.zeros((len(bounds) - 1, seq_len), dtype)
-    _run(workers, _backward_batched_kernel, _KINDS[mode], w, bounds, _chunk_bounds(input_size, len(bounds) - 1), z,
-         cells, gates, hidden_n, active, full, reverse, bptt_steps, grad_out, dh, dc, grad, grad_h, grad_x_t, grad_w,
-         grad_b_hn, sq)
-    grad_w_all = np.empty_like(grad_w)
-    grad_w_all[perm] = grad_w
-    grad_w_hh = np.ascontiguousarray(grad_w_all[:, :hidden])
-    grad_w_ih = np.ascontiguousarray(grad_w_all[:, hidden:hidden + input_size])
-    grad_b_ih = grad_w_all[:, -1].copy()
+    grad_all = np.empty((gate_count * hidden, seq_len * batch), dtype)
+    grad_h, grad_h_all = grad, grad_all
+    if mode == "gru":
+        grad_h, grad_h_all = np.empty_like(gates), np.empty_like(grad_all)
+    sq = np.zeros((workers, seq_len), dtype)
+    w_t = np.ascontiguousarray(w.T)
+    _run(workers, _backward_batched_kernel, _KINDS[mode], w_t, bounds, states, cells, gates, hidden_n, active, full,
+         reverse, bptt_steps, grad_out, dh, dc, grad, grad_h, grad_all, grad_h_all, sq)
+    grad_w, grad_w_x = np.empty_like(w), np.empty_like(w_x)
+    grad_x = np.empty((seq_len, batch, input_size), dtype)
+    _run(workers, _weight_gradients_kernel, w_t, w_x, x.reshape(seq_len * batch, input_size), zmat,
+         batch if reverse else 0, grad_all, grad_h_all, mode == "gru", gate_count * bounds,
+         _chunk_bounds(seq_len * batch, workers), grad_w, grad_w_x, grad_x)
+    inverse = np.argsort(perm)  # permuted row of every original gate row
+    grad_w_hh = grad_w[inverse, :hidden]
+    grad_w_ih = grad_w_x[inverse]
+    grad_b_ih = grad_w[inverse, hidden]
     grad_b_hh = grad_b_ih.copy()
     if mode == "gru":
-        grad_b_hh[GRU_N * hidden:] = grad_b_hn
-    grad_x = np.ascontiguousarray(grad_x_t.transpose(0, 2, 1))
+        grad_b_hh[GRU_N * hidden:] = grad_h_all[inverse[GRU_N * hidden:]].sum(axis=1)
     norms = np.sqrt(sq.sum(axis=0))
     return (grad_x, np.ascontiguousarray(dh.T), np.ascontiguousarray(dc.T) if mode == "lstm" else None,
             grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh, norms)
