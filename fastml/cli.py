@@ -14,7 +14,7 @@ def info() -> dict:
     import scipy
 
     import fastml
-    from fastml.kernels import _jit
+    from fastml.kernels import _jit, _memory
 
     facts = {
         "fastml": fastml.__version__,
@@ -24,6 +24,7 @@ def info() -> dict:
         "numba": numba.__version__,
         "numba threading layer (configured)": numba.config.THREADING_LAYER,
         "numba cache dir": _jit.CACHE_DIR,
+        "memory allocator": _memory.MALLOC,
         "default backend": fastml.get_backend(),
     }
     try:

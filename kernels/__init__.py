@@ -5,3 +5,6 @@
 contiguous arrays and plain ints from ``fastml.functional`` and never check
 their arguments themselves.
 """
+from __future__ import annotations
+
+from ._memory import MALLOC  # noqa: F401  (tunes glibc's allocator for the kernels' temporaries, once)
