@@ -221,6 +221,30 @@ def test_recurrent_training_step_makes_no_host_copies(rng, monkeypatch):
         assert_close(host(gpu.params[key]), value, rtol=1e-6, atol=1e-6, err_msg=key)
 
 
+def test_cnn_training_step_makes_no_host_round_trip(rng, monkeypatch):
+    """Conv, ReLU, max pooling (its own indices: no range check), Linear and SGD on cuda: nothing crosses."""
+    def build():
+        return nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, seed=0), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                             nn.Linear(8, 3, seed=1))
+
+    cpu, gpu = _pair(build)
+    opt_cpu, opt_gpu = fastml.optim.SGD(cpu, lr=0.1), fastml.optim.SGD(gpu, lr=0.1)
+    x = rng.standard_normal((2, 1, 4, 4)).astype(np.float32)
+    grad_out = rng.standard_normal((2, 3)).astype(np.float32)
+    x_d, grad_out_d = fastml.to_device(x), fastml.to_device(grad_out)
+    with count_transfers(monkeypatch) as seen:
+        out = gpu(x_d)
+        gpu.backward(grad_out_d)
+        opt_gpu.step()
+    assert seen == {"to_host": [], "to_device": []}
+    want = cpu(x)
+    cpu.backward(grad_out)
+    opt_cpu.step()
+    assert_close(host(out), want)
+    for key, value in cpu.params.items():
+        assert_close(host(gpu.params[key]), value, rtol=1e-6, atol=1e-6, err_msg=key)
+
+
 def test_fit_trains_a_model_moved_to_cuda(rng):
     cpu, gpu = _pair(lambda: nn.Sequential(nn.Linear(3, 4, seed=0), nn.ReLU(), nn.Linear(4, 2, seed=1)))
     x = rng.standard_normal((6, 3)).astype(np.float32)

@@ -10,8 +10,15 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _backend
+from .._checks import (
+    add_batch_dim,
+    as_device,
+    as_float_array,
+    check_same_dtype,
+    image_batch,
+    is_device_array,
+)
 from ..device import count_outside
-from .._checks import add_batch_dim, as_device, contiguous, is_device_array, as_float_array, check_same_dtype, image_batch
 from .activation import contiguous, float_input, normalize_dim, rows_along
 from .conv import conv_spec
 from .embedding import embedding_backward  # noqa: F401 (lives beside its op; re-exported as grad.<op>_backward)
@@ -54,24 +61,26 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
 
 
 def max_pool2d_backward(grad_output, input, kernel_size, stride=None, padding=0, dilation=1,
-                        ceil_mode=False, indices=None, *, backend=None):
+                        ceil_mode=False, indices=None, *, backend=None, _own_indices=False):
     """Gradient of :func:`max_pool2d`: each output's gradient goes to its maximum's position.
 
     Pass the ``indices`` from ``max_pool2d(..., return_indices=True)`` to skip recomputing them.
+    (``_own_indices`` is for ``nn.MaxPool2d``: device indices its forward made and never handed
+    out skip the range check, which costs a device-to-host sync on every backward.)
     """
     fn = "max_pool2d_backward"
     spec = pool_spec(fn, input, kernel_size, stride, padding, dilation, ceil_mode)
     kernels = _backend.kernels("pool", backend, fn)
     out_shape = spec.x.shape[:2] + spec.out_size
     g = _grad_like(fn, grad_output, out_shape, spec.x.dtype, spec.unbatched)
-    indices = _indices(fn, indices, out_shape, spec.unbatched, spec.x.shape[2:])
+    indices = _indices(fn, indices, out_shape, spec.unbatched, spec.x.shape[2:], check_device_range=not _own_indices)
     if indices is None:
         _, indices = kernels.max_pool2d_forward(spec.x, spec.kernel, spec.stride, spec.padding,
                                                 spec.dilation, spec.out_size)
     return _unbatch(kernels.max_pool2d_backward(g, indices, spec.x.shape[2:]), spec.unbatched)
 
 
-def _indices(fn, indices, out_shape, unbatched, in_size):
+def _indices(fn, indices, out_shape, unbatched, in_size, check_device_range=True):
     if indices is None:
         return None
     if is_device_array(indices):
@@ -84,7 +93,7 @@ def _indices(fn, indices, out_shape, unbatched, in_size):
             raise TypeError(f"{fn}: device `indices` must be int64 with the output's shape {tuple(out_shape)}, "
                             f"got {idx.dtype} {tuple(idx.shape)}")
         plane = in_size[0] * in_size[1]
-        bad = count_outside(idx, 0, plane)
+        bad = count_outside(idx, 0, plane) if check_device_range else 0
         if bad:
             raise ValueError(f"{fn}: `indices` must lie in [0, {plane}) (flat positions in the input plane), "
                              f"got {bad} entries outside")
@@ -211,5 +220,8 @@ def log_softmax_backward(grad_output, output, dim=-1, *, backend=None):
 # the contract names every op's gradient fastml.functional.grad.<op>_backward, so
 # they are re-exported here.
 from .recurrent import (  # noqa: E402, F401
-    gru_cell_backward, lstm_cell_backward, rnn_cell_backward, rnn_sequence_backward,
+    gru_cell_backward,
+    lstm_cell_backward,
+    rnn_cell_backward,
+    rnn_sequence_backward,
 )

@@ -245,8 +245,9 @@ class MaxPool2d(_Layer):
 
     def backward(self, grad_output):
         saved = self._saved()
+        # indices this layer made and never returned (return_indices=False) need no range check
         return G.max_pool2d_backward(grad_output, saved["x"], **self._hyper(), indices=saved["indices"],
-                                     backend=self.backend)
+                                     backend=self.backend, _own_indices=not self.return_indices)
 
     def extra_repr(self):
         return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
