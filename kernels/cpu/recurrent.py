@@ -1,23 +1,25 @@
 """Recurrent layers on the CPU: the whole time loop in compiled code.
 
 Same contract and equations as ``kernels/reference/recurrent.py`` (the spec,
-and the one place that defines the gate layout). Per layer and direction:
+and the one place that defines the gate layout). Two paths per layer and
+direction, chosen by batch size (``config.RECURRENT_BLAS_MIN_BATCH``):
 
-* forward: one BLAS GEMM projects the inputs of all time steps at once
-  (``(T*N, I) @ W_ih^T``, NumPy); then a single ``@njit`` loop runs every
-  step: the hidden projection (BLAS ``np.dot`` as ``W_hh @ h^T`` for a batch,
-  a plain loop for fewer rows than ``config.RECURRENT_BLAS_MIN_BATCH``) and a
-  few short vectorised passes over the gates. The projection buffer is
-  overwritten in place with the gate activations, which is what backward needs.
-* backward (BPTT): one ``@njit`` loop in reverse processing order computes the
-  gate gradients of every step and carries ``dh`` (and ``dc``) back with one
-  ``W_hh^T @ grad^T`` product per step; the weight, bias and input gradients
-  are then big GEMMs over all steps at once (NumPy).
+* **batched** (N >= 8; RNN, LSTM, GRU with reset after): time-major,
+  batch-minor arrays and one prange region per step over chunks of hidden
+  units, each worker running one single-threaded GEMM for its gate rows and
+  its units' gate arithmetic over contiguous spans; backward pulls each
+  chunk's share of ``W_hh^T @ grad`` per step, and the weight, bias and input
+  gradients are big GEMMs after the loop. See "the batched path" below.
+* **per-sequence loop** (small batches, and the Cho GRU): one input-projection
+  GEMM for all steps (NumPy), then a single ``@njit`` loop over the steps with
+  the hidden projection as a plain compiled mat-vec per sequence (BLAS's fixed
+  cost per call exceeds the whole product for one sequence with H = 64) and a
+  few vectorised passes over the gates; backward likewise, with the weight,
+  bias and input gradients as GEMMs over all steps at once.
 
 float32 gates use a rational tanh approximation (Eigen's, |error| < 4e-7,
 branch-free so LLVM vectorises it; NaN propagates) and
 ``sigmoid(v) = 0.5 + 0.5 * tanh(v / 2)``; float64 uses ``np.tanh``.
-No ``prange``: the only parallelism is BLAS's own threads.
 """
 from __future__ import annotations
 
