@@ -47,7 +47,8 @@ def test_cpu_kernel_matches_reference(mode, dtype):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_cpu_small_batch_loop_matches_blas(mode, monkeypatch):
-    """The per-step projection has two paths (plain loop, BLAS); both give the same sequence."""
+    """Both cpu paths (the per-sequence loop, the batched kernel; for the Cho GRU, the loop's
+    plain mat-vec or BLAS) give the same sequence and gradients, padded rows and reverse included."""
     from fastml.kernels import config
 
     rng = np.random.default_rng(3)

@@ -111,31 +111,15 @@ def _matmul(a, b, out, blas_min_rows):
 
 
 @njit
-def _project(h, h_t, w_hh, w_hh_t, proj_t, proj):
-    """proj (N, G*H) = h @ W_hh^T, the hidden projection of every sequence.
+def _project(h, w_hh_t, proj):
+    """proj (N, G*H) = h @ W_hh^T for the few sequences of the per-sequence loop.
 
-    For a batch (``h_t`` has N columns), BLAS computes it transposed,
-    ``proj_t = W_hh @ h^T`` (M = G*H long, N = batch short): at B32 H256
-    fifty such steps took 10.9 ms against 16.9 ms for ``h @ W_hh^T``
-    (1 thread). Transposing back into ``proj`` costs 25 us a step and keeps
-    the gate loops on contiguous rows; reading ``proj_t`` with stride N
-    instead made them 6x slower. For fewer rows than
-    ``config.RECURRENT_BLAS_MIN_BATCH`` (``h_t`` then has no columns) a plain
-    loop streams rows of ``W_hh^T`` into ``proj``: BLAS's fixed cost per call
-    exceeds the whole product for one sequence with H = 64.
+    A plain loop streams rows of ``W_hh^T`` into ``proj``: BLAS's fixed cost
+    per call exceeds the whole product for one sequence with H = 64 (batches
+    of ``config.RECURRENT_BLAS_MIN_BATCH`` or more take the batched path).
     """
     batch, hidden = h.shape
     gates = proj.shape[1]
-    if h_t.shape[1] == batch:
-        for j in range(hidden):
-            for n in range(batch):
-                h_t[j, n] = h[n, j]
-        np.dot(w_hh, h_t, proj_t)
-        for n in range(batch):
-            row = proj[n]
-            for m in range(gates):
-                row[m] = proj_t[m, n]
-        return
     zero = proj.dtype.type(0)
     for n in range(batch):
         row = proj[n]
@@ -146,40 +130,6 @@ def _project(h, h_t, w_hh, w_hh_t, proj_t, proj):
             w_row = w_hh_t[k]
             for m in range(gates):
                 row[m] += h_nk * w_row[m]
-
-
-@njit
-def _project_back(grad_gates, grad_gates_t, w_hh, w_hh_t, back_t, back, blas_min_rows):
-    """back (N, H) = grad_gates (N, G*H) @ W_hh: the gradient carried to h_{t-1}.
-
-    Same orientation trick as :func:`_project`: BLAS gets
-    ``W_hh^T @ grad_gates^T`` (M = H, N = batch), 14.0 ms against 16.8 ms for
-    fifty B32 H256 LSTM steps; small batches use the plain loop.
-    """
-    batch, gates = grad_gates.shape
-    hidden = back.shape[1]
-    if batch < blas_min_rows:
-        _matmul(grad_gates, w_hh, back, blas_min_rows)
-        return
-    for m in range(gates):
-        for n in range(batch):
-            grad_gates_t[m, n] = grad_gates[n, m]
-    np.dot(w_hh_t, grad_gates_t, back_t)
-    for n in range(batch):
-        row = back[n]
-        for j in range(hidden):
-            row[j] = back_t[j, n]
-
-
-@njit(inline="always")
-def _projection_buffers(h, gates, blas_min_rows):
-    """(proj (N, G*H), proj_t (G*H, N) and h_t (H, N) for the BLAS path, or empty for the loop path)."""
-    batch, hidden = h.shape
-    blas = batch >= blas_min_rows
-    proj = np.empty((batch, gates), dtype=h.dtype)
-    proj_t = np.empty((gates if blas else 0, batch), dtype=h.dtype)
-    h_t = np.empty((hidden, batch if blas else 0), dtype=h.dtype)
-    return proj, proj_t, h_t
 
 
 @njit(inline="always")
@@ -218,15 +168,15 @@ def _copy(src, dst):
 
 # --- forward loops ------------------------------------------------------------------------------
 @njit
-def _rnn_forward(gates, h, w_hh, w_hh_t, bias, lengths, reverse, relu, out, blas_min_rows):
+def _rnn_forward(gates, h, w_hh_t, bias, lengths, reverse, relu, out):
     """gates (T, N, H) holds x W_ih^T on entry, the activations on exit; h (N, H) is h0 -> h_n."""
     seq_len, batch, hidden = gates.shape
     zero = gates.dtype.type(0)
     kind = RELU if relu else TANH
-    proj, proj_t, h_t = _projection_buffers(h, hidden, blas_min_rows)
+    proj = np.empty((h.shape[0], hidden), dtype=h.dtype)
     for s in range(seq_len):
         t = _time(s, seq_len, reverse)
-        _project(h, h_t, w_hh, w_hh_t, proj_t, proj)
+        _project(h, w_hh_t, proj)
         for n in range(batch):
             if t >= lengths[n]:
                 out[t, n, :] = zero
@@ -238,17 +188,17 @@ def _rnn_forward(gates, h, w_hh, w_hh_t, bias, lengths, reverse, relu, out, blas
 
 
 @njit
-def _lstm_forward(gates, h, c, w_hh, w_hh_t, bias, lengths, reverse, out, cells, blas_min_rows):
+def _lstm_forward(gates, h, c, w_hh_t, bias, lengths, reverse, out, cells):
     """LSTM steps; ``cells`` is (T, N, H) to keep c_t for backward, or (1, N, H) scratch."""
     seq_len, batch, four_h = gates.shape
     hidden = four_h // 4
     keep = cells.shape[0] == seq_len
     zero = gates.dtype.type(0)
     oi, of, og, oo = LSTM_I * hidden, LSTM_F * hidden, LSTM_G * hidden, LSTM_O * hidden
-    proj, proj_t, h_t = _projection_buffers(h, four_h, blas_min_rows)
+    proj = np.empty((h.shape[0], four_h), dtype=h.dtype)
     for s in range(seq_len):
         t = _time(s, seq_len, reverse)
-        _project(h, h_t, w_hh, w_hh_t, proj_t, proj)
+        _project(h, w_hh_t, proj)
         for n in range(batch):
             o = out[t, n]
             if t >= lengths[n]:
@@ -269,17 +219,17 @@ def _lstm_forward(gates, h, c, w_hh, w_hh_t, bias, lengths, reverse, out, cells,
 
 
 @njit
-def _gru_forward(gates, h, w_hh, w_hh_t, bias, bias_hn, lengths, reverse, out, hidden_n, blas_min_rows):
+def _gru_forward(gates, h, w_hh_t, bias, bias_hn, lengths, reverse, out, hidden_n):
     """GRU, reset after the hidden product; ``hidden_n`` keeps W_hn h + b_hn (T or 1, N, H)."""
     seq_len, batch, three_h = gates.shape
     hidden = three_h // 3
     keep = hidden_n.shape[0] == seq_len
     zero, one = gates.dtype.type(0), gates.dtype.type(1)
     orr, oz, on = GRU_R * hidden, GRU_Z * hidden, GRU_N * hidden
-    proj, proj_t, h_t = _projection_buffers(h, three_h, blas_min_rows)
+    proj = np.empty((h.shape[0], three_h), dtype=h.dtype)
     for s in range(seq_len):
         t = _time(s, seq_len, reverse)
-        _project(h, h_t, w_hh, w_hh_t, proj_t, proj)
+        _project(h, w_hh_t, proj)
         kept_t = hidden_n[t if keep else 0]
         for n in range(batch):
             o = out[t, n]
@@ -367,24 +317,13 @@ def _carry_back(back, dh_carry, lengths, t):
             _copy(back[n], dh_carry[n])
 
 
-@njit(inline="always")
-def _back_buffers(batch, gates, hidden, dtype_like, blas_min_rows):
-    """(grad_gates_t (G*H, N), back_t (H, N), back (N, H)); the first two empty below the BLAS batch."""
-    blas = batch >= blas_min_rows
-    grad_gates_t = np.empty((gates if blas else 0, batch), dtype=dtype_like.dtype)
-    back_t = np.empty((hidden if blas else 0, batch), dtype=dtype_like.dtype)
-    back = np.empty((batch, hidden), dtype=dtype_like.dtype)
-    return grad_gates_t, back_t, back
-
-
 @njit
 def _rnn_backward(gates, grad_out, dh_carry, w_hh, lengths, reverse, relu, bptt_steps, grad_gates, dh_all,
                   blas_min_rows):
     """dh_carry enters as grad_h_n and leaves as grad_h0; grad_gates (T, N, H) receives dL/d(pre-activation)."""
     seq_len, batch, hidden = gates.shape
     zero, one = gates.dtype.type(0), gates.dtype.type(1)
-    w_hh_t = np.ascontiguousarray(w_hh.T)
-    grad_gates_t, back_t, back = _back_buffers(batch, hidden, hidden, gates, blas_min_rows)
+    back = np.empty((batch, hidden), dtype=gates.dtype)
     for s in range(seq_len - 1, -1, -1):
         t = _time(s, seq_len, reverse)
         for n in range(batch):
@@ -401,7 +340,7 @@ def _rnn_backward(gates, grad_out, dh_carry, w_hh, lengths, reverse, relu, bptt_
             else:
                 for j in range(hidden):
                     dg[j] = dh[j] * (one - a[j] * a[j])
-        _project_back(grad_gates[t], grad_gates_t, w_hh, w_hh_t, back_t, back, blas_min_rows)
+        _matmul(grad_gates[t], w_hh, back, blas_min_rows)
         _carry_back(back, dh_carry, lengths, t)
         if _truncate(s, bptt_steps):
             dh_carry[:, :] = zero
@@ -415,8 +354,7 @@ def _lstm_backward(gates, cells, c_prev, grad_out, dh_carry, dc_carry, w_hh, len
     zero, one = gates.dtype.type(0), gates.dtype.type(1)
     oi, of, og, oo = LSTM_I * hidden, LSTM_F * hidden, LSTM_G * hidden, LSTM_O * hidden
     tanh_c = np.empty(hidden, dtype=gates.dtype)
-    w_hh_t = np.ascontiguousarray(w_hh.T)
-    grad_gates_t, back_t, back = _back_buffers(batch, four_h, hidden, gates, blas_min_rows)
+    back = np.empty((batch, hidden), dtype=gates.dtype)
     for s in range(seq_len - 1, -1, -1):
         t = _time(s, seq_len, reverse)
         for n in range(batch):
@@ -445,7 +383,7 @@ def _lstm_backward(gates, cells, c_prev, grad_out, dh_carry, dc_carry, w_hh, len
                 dg[og + j] = dc[j] * g[oi + j] * (one - gg * gg)
             for j in range(hidden):
                 dc[j] *= g[of + j]
-        _project_back(grad_gates[t], grad_gates_t, w_hh, w_hh_t, back_t, back, blas_min_rows)
+        _matmul(grad_gates[t], w_hh, back, blas_min_rows)
         _carry_back(back, dh_carry, lengths, t)
         if _truncate(s, bptt_steps):
             dh_carry[:, :] = zero
@@ -460,8 +398,7 @@ def _gru_backward(gates, hidden_n, h_prev, grad_out, dh_carry, w_hh, lengths, re
     hidden = three_h // 3
     zero, one = gates.dtype.type(0), gates.dtype.type(1)
     orr, oz, on = GRU_R * hidden, GRU_Z * hidden, GRU_N * hidden
-    w_hh_t = np.ascontiguousarray(w_hh.T)
-    grad_gates_t, back_t, back = _back_buffers(batch, three_h, hidden, gates, blas_min_rows)
+    back = np.empty((batch, hidden), dtype=gates.dtype)
     direct = np.empty((batch, hidden), dtype=gates.dtype)
     for s in range(seq_len - 1, -1, -1):
         t = _time(s, seq_len, reverse)
@@ -489,7 +426,7 @@ def _gru_backward(gates, hidden_n, h_prev, grad_out, dh_carry, w_hh, lengths, re
                 dgh[on + j] = dgx[on + j] * g[orr + j]
             for j in range(hidden):
                 dd[j] = dh[j] * g[oz + j]
-        _project_back(grad_h_gates[t], grad_gates_t, w_hh, w_hh_t, back_t, back, blas_min_rows)
+        _matmul(grad_h_gates[t], w_hh, back, blas_min_rows)
         for n in range(batch):
             if t < lengths[n]:
                 dd, bk, carry = direct[n], back[n], dh_carry[n]
@@ -1115,13 +1052,11 @@ def recurrent_forward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse,
     extra = None
     kept = seq_len if keep else 1
     if mode in ("rnn_tanh", "rnn_relu"):
-        _rnn_forward(gates, h, w_hh, np.ascontiguousarray(w_hh.T), b_ih + b_hh, lengths, reverse,
-                     mode == "rnn_relu", out, blas)
+        _rnn_forward(gates, h, np.ascontiguousarray(w_hh.T), b_ih + b_hh, lengths, reverse, mode == "rnn_relu", out)
     elif mode == "lstm":
         c = c0.copy()
         extra = np.empty((kept, batch, hidden), dtype=x.dtype)
-        _lstm_forward(gates, h, c, w_hh, np.ascontiguousarray(w_hh.T), b_ih + b_hh, lengths, reverse, out, extra,
-                      blas)
+        _lstm_forward(gates, h, c, np.ascontiguousarray(w_hh.T), b_ih + b_hh, lengths, reverse, out, extra)
     else:
         # r and z take both biases; n keeps b_hn apart (it sits inside r * (...) or after W_hn (r*h)).
         bias = b_ih + b_hh
@@ -1129,8 +1064,7 @@ def recurrent_forward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse,
         bias_hn = np.ascontiguousarray(b_hh[GRU_N * hidden:(GRU_N + 1) * hidden])
         extra = np.empty((kept, batch, hidden), dtype=x.dtype)
         if mode == "gru":
-            _gru_forward(gates, h, w_hh, np.ascontiguousarray(w_hh.T), bias, bias_hn, lengths, reverse, out, extra,
-                         blas)
+            _gru_forward(gates, h, np.ascontiguousarray(w_hh.T), bias, bias_hn, lengths, reverse, out, extra)
         else:
             w_hrz_t = np.ascontiguousarray(w_hh[:2 * hidden].T)
             w_hn_t = np.ascontiguousarray(w_hh[GRU_N * hidden:].T)
