@@ -549,6 +549,14 @@ def _span(array, start, length):
     return flat[start:start + length]
 
 
+@njit(inline="always")
+def _gate(block, gate_count, gate, j0, j1):
+    """Gate ``gate`` of the units j0..j1 in one step's (G*H, N) block: the chunk's rows are gate after gate."""
+    batch = block.shape[1]
+    count = j1 - j0
+    return _span(block, (gate_count * j0 + gate * count) * batch, count * batch)
+
+
 @njit
 def _activate_span(values, kind):
     zero = values.dtype.type(0)
@@ -632,10 +640,10 @@ def _lstm_step(w, w_x, x_t, zmat, states, cells, zb, nb, gates_t, j0, j1, act, f
     r0 = 4 * j0
     _step_gemm(w, r0, 4 * count, w.shape[1], zmat, zb, gates_t, r0)
     _input_gemm(w_x, r0, 4 * count, x_t, 1.0, gates_t)
-    gi = _span(gates_t, (r0 + LSTM_I * count) * batch, size)
-    gf = _span(gates_t, (r0 + LSTM_F * count) * batch, size)
-    gg = _span(gates_t, (r0 + LSTM_G * count) * batch, size)
-    go = _span(gates_t, (r0 + LSTM_O * count) * batch, size)
+    gi = _gate(gates_t, 4, LSTM_I, j0, j1)
+    gf = _gate(gates_t, 4, LSTM_F, j0, j1)
+    gg = _gate(gates_t, 4, LSTM_G, j0, j1)
+    go = _gate(gates_t, 4, LSTM_O, j0, j1)
     _activate_span(gi, SIGMOID)
     _activate_span(gf, SIGMOID)
     _activate_span(gg, TANH)
@@ -663,9 +671,9 @@ def _gru_step(w, w_x, x_t, bias_hn, zmat, states, zb, nb, gates_t, hidden_n_t, j
     _input_gemm(w_x, r0, 2 * count, x_t, 1.0, gates_t)
     _input_gemm(w_x, rn, count, x_t, 0.0, gates_t)
     _step_gemm(w, rn, count, hidden, zmat, zb, hidden_n_t, j0)
-    gr = _span(gates_t, (r0 + GRU_R * count) * batch, size)
-    gz = _span(gates_t, (r0 + GRU_Z * count) * batch, size)
-    gn = _span(gates_t, rn * batch, size)
+    gr = _gate(gates_t, 3, GRU_R, j0, j1)
+    gz = _gate(gates_t, 3, GRU_Z, j0, j1)
+    gn = _gate(gates_t, 3, GRU_N, j0, j1)
     _activate_span(gr, SIGMOID)
     _activate_span(gz, SIGMOID)
     for j in range(j0, j1):
@@ -783,16 +791,15 @@ def _lstm_step_back(gates_t, cells, zb, nb, dh, dc, grad_t, j0, j1, act, full):
     batch = dh.shape[1]
     count = j1 - j0
     size = count * batch
-    r0 = 4 * j0
     one = dh.dtype.type(1)
-    gi = _span(gates_t, (r0 + LSTM_I * count) * batch, size)
-    gf = _span(gates_t, (r0 + LSTM_F * count) * batch, size)
-    gg = _span(gates_t, (r0 + LSTM_G * count) * batch, size)
-    go = _span(gates_t, (r0 + LSTM_O * count) * batch, size)
-    di = _span(grad_t, (r0 + LSTM_I * count) * batch, size)
-    df = _span(grad_t, (r0 + LSTM_F * count) * batch, size)
-    dg = _span(grad_t, (r0 + LSTM_G * count) * batch, size)
-    do = _span(grad_t, (r0 + LSTM_O * count) * batch, size)
+    gi = _gate(gates_t, 4, LSTM_I, j0, j1)
+    gf = _gate(gates_t, 4, LSTM_F, j0, j1)
+    gg = _gate(gates_t, 4, LSTM_G, j0, j1)
+    go = _gate(gates_t, 4, LSTM_O, j0, j1)
+    di = _gate(grad_t, 4, LSTM_I, j0, j1)
+    df = _gate(grad_t, 4, LSTM_F, j0, j1)
+    dg = _gate(grad_t, 4, LSTM_G, j0, j1)
+    do = _gate(grad_t, 4, LSTM_O, j0, j1)
     c_old, c_new = _span(cells[zb], j0 * batch, size), _span(cells[nb], j0 * batch, size)
     d, d_c = _span(dh, j0 * batch, size), _span(dc, j0 * batch, size)
     kept = d_c[:0] if full else d_c.copy()  # padded rows: dc passes through unchanged
@@ -815,17 +822,16 @@ def _gru_step_back(gates_t, hidden_n_t, states, zb, dh, direct, grad_t, grad_h_t
     batch = dh.shape[1]
     count = j1 - j0
     size = count * batch
-    r0 = 3 * j0
     one = dh.dtype.type(1)
-    gr = _span(gates_t, (r0 + GRU_R * count) * batch, size)
-    gz = _span(gates_t, (r0 + GRU_Z * count) * batch, size)
-    gn = _span(gates_t, (r0 + GRU_N * count) * batch, size)
-    xr = _span(grad_t, (r0 + GRU_R * count) * batch, size)
-    xz = _span(grad_t, (r0 + GRU_Z * count) * batch, size)
-    xn = _span(grad_t, (r0 + GRU_N * count) * batch, size)
-    hr = _span(grad_h_t, (r0 + GRU_R * count) * batch, size)
-    hz = _span(grad_h_t, (r0 + GRU_Z * count) * batch, size)
-    hn = _span(grad_h_t, (r0 + GRU_N * count) * batch, size)
+    gr = _gate(gates_t, 3, GRU_R, j0, j1)
+    gz = _gate(gates_t, 3, GRU_Z, j0, j1)
+    gn = _gate(gates_t, 3, GRU_N, j0, j1)
+    xr = _gate(grad_t, 3, GRU_R, j0, j1)
+    xz = _gate(grad_t, 3, GRU_Z, j0, j1)
+    xn = _gate(grad_t, 3, GRU_N, j0, j1)
+    hr = _gate(grad_h_t, 3, GRU_R, j0, j1)
+    hz = _gate(grad_h_t, 3, GRU_Z, j0, j1)
+    hn = _gate(grad_h_t, 3, GRU_N, j0, j1)
     kept, h_old = _span(hidden_n_t, j0 * batch, size), _span(states[zb], j0 * batch, size)
     d, dd = _span(dh, j0 * batch, size), _span(direct, j0 * batch, size)
     for i in range(size):
