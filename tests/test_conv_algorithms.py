@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from _compare import assert_close
-
 from fastml.kernels import config
 from fastml.kernels.cpu import conv as cpu_conv
 from fastml.kernels.reference import conv as ref_conv
+
 from fastml.shapes import conv_output_size
 
 # name -> config overrides that force it
@@ -59,7 +59,7 @@ def _output_size(x_shape, w_shape, stride, padding, dilation):
 def _force(monkeypatch, algorithm, x_shape=None, stride=None, padding=None):
     for name, value in ALGORITHMS[algorithm].items():
         if name == "threads":
-            monkeypatch.setattr(cpu_conv.numba, "get_num_threads", lambda: value)
+            monkeypatch.setattr(cpu_conv.numba, "get_num_threads", lambda value=value: value)
         elif name == "tile":
             # that many images per tile: the cache budget of exactly `value` phase planes
             hq, wq = cpu_conv._phase_geometry(x_shape, stride, padding)
@@ -156,3 +156,86 @@ def test_large_batch_stays_under_workspace_cap(monkeypatch):
         hq, wq, tile = cpu_conv._plan(x, weight, (1, 1), (1, 1, 1, 1), columns, workers)
         assert 1 <= tile < 1024
         assert workers * tile * columns * hq * wq * 4 <= config.CONV_WORKSPACE_BYTES
+
+
+# --- NaN / Inf: the fast paths multiply zeros (garbage columns, zero padding) by the data; the
+# results must still hold exactly the reference's NaN and Inf, on every algorithm.
+
+
+def _assert_same_nonfinite(actual, expected, reduction, err_msg):
+    for name, mask in (("NaN", np.isnan), ("+Inf", np.isposinf), ("-Inf", np.isneginf)):
+        np.testing.assert_array_equal(mask(actual), mask(expected), err_msg=f"{err_msg}: {name} positions differ")
+    finite = np.isfinite(expected)
+    assert_close(actual[finite], expected[finite], reduction=reduction, err_msg=err_msg)
+
+
+def _with_nonfinite(a, rng, fraction):
+    flat = a.reshape(-1)
+    idx = rng.choice(flat.size, size=min(flat.size, max(3, flat.size // fraction)), replace=False)
+    flat[idx[0::3]], flat[idx[1::3]], flat[idx[2::3]] = np.nan, np.inf, -np.inf
+    return a
+
+
+@pytest.mark.parametrize("algorithm", ["direct", "shifted", "lowered"])
+def test_nonfinite_weight_examples(monkeypatch, algorithm):
+    """A NaN tap reaches grad_input only through valid outputs: grad_x[0, 2] sees w[0, 1] only."""
+    _force(monkeypatch, algorithm)
+    x = np.zeros((2, 1, 3, 3), np.float32)
+    weight = np.ones((1, 1, 2, 2), np.float32)
+    weight[0, 0, 0, 0] = np.nan
+    grad_out = np.ones((2, 1, 2, 2), np.float32)
+    geometry = ((1, 1), (0, 0, 0, 0), (1, 1), 1)
+    grad_x, _, _ = cpu_conv.conv2d_backward(grad_out, x, weight, *geometry)
+    assert grad_x[0, 0, 0, 2] == 1.0
+    want = ref_conv.conv2d_backward(grad_out, x, weight, *geometry, True, True, True)[0]
+    np.testing.assert_array_equal(grad_x, want)
+
+
+@pytest.mark.parametrize("algorithm", ["direct", "shifted", "lowered"])
+def test_nonfinite_input_examples(monkeypatch, algorithm):
+    """An Inf pixel that only garbage columns (dilation holes) pair with zero gradient stays out of grad_weight."""
+    _force(monkeypatch, algorithm)
+    x = np.ones((2, 1, 5, 5), np.float32)
+    x[0, 0, 1, 1] = np.inf
+    weight = np.ones((1, 1, 2, 2), np.float32)
+    grad_out = np.ones((2, 1, 3, 3), np.float32)
+    geometry = ((1, 1), (0, 0, 0, 0), (2, 2), 1)
+    _, grad_w, _ = cpu_conv.conv2d_backward(grad_out, x, weight, *geometry)
+    assert grad_w[0, 0, 0, 1] == 18.0  # 9 per image
+    want = ref_conv.conv2d_backward(grad_out, x, weight, *geometry, True, True, True)[1]
+    np.testing.assert_array_equal(grad_w, want)
+
+
+NONFINITE_ALGORITHMS = ["auto", "direct", "shifted", "lowered", "shifted-tile2", "shifted-serial",
+                        "shifted-columns", "lowered-serial"]
+
+
+@pytest.mark.parametrize("where", ["input", "weight", "grad", "all"])
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+@pytest.mark.parametrize("algorithm", NONFINITE_ALGORITHMS)
+def test_nonfinite_matches_reference(monkeypatch, algorithm, geometry, where):
+    """NaN, +Inf and -Inf in the input, weight, grad_output or all three: same masks as the reference."""
+    x_shape, w_shape, stride, padding, dilation, groups = geometry
+    _force(monkeypatch, algorithm, x_shape, stride, padding)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    weight = rng.standard_normal(w_shape).astype(np.float32)
+    if where in ("input", "all"):
+        x = _with_nonfinite(x, rng, 25)
+    if where in ("weight", "all"):
+        weight = _with_nonfinite(weight, rng, 12)
+    out_size = _output_size(x_shape, w_shape, stride, padding, dilation)
+    geometry = (stride, padding, dilation, groups)
+    grad_out = rng.standard_normal((x_shape[0], w_shape[0]) + out_size).astype(np.float32)
+    if where in ("grad", "all"):
+        grad_out = _with_nonfinite(grad_out, rng, 25)
+    with np.errstate(invalid="ignore", over="ignore"):
+        _assert_same_nonfinite(cpu_conv.conv2d_forward(x, weight, None, *geometry, out_size),
+                               ref_conv.conv2d_forward(x, weight, None, *geometry, out_size),
+                               w_shape[1] * w_shape[2] * w_shape[3], "forward")
+        got = cpu_conv.conv2d_backward(grad_out, x, weight, *geometry, True, True, True)
+        want = ref_conv.conv2d_backward(grad_out, x, weight, *geometry, True, True, True)
+    plane = out_size[0] * out_size[1]
+    reductions = (w_shape[0] // groups * w_shape[2] * w_shape[3], x_shape[0] * plane, x_shape[0] * plane)
+    for name, a, b, n in zip(("grad_input", "grad_weight", "grad_bias"), got, want, reductions):
+        _assert_same_nonfinite(a, b, n, name)

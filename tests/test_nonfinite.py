@@ -57,15 +57,7 @@ def _quiet_numpy():
 
 
 # --- conv2d ----------------------------------------------------------------------------------------
-# The cpu conv backward multiplies zeros (taps outside a window, stride/dilation holes) by the data, so
-# 0 * NaN and 0 * Inf add NaN that torch and reference don't have: with w[0, 0, 0, 0] = NaN and 2x2
-# ones elsewhere, grad_input of a 3x3 input is NaN at [0, 2] (reference 1.0); with dilation 2 and
-# x[1, 1] = Inf, grad_weight[0, 1] is NaN (reference 9.0). Reported; kernels/cpu/conv.py is not ours.
-CPU_CONV_NAN = pytest.mark.xfail(strict=True, reason="cpu conv backward: 0 * NaN / 0 * Inf in the "
-                                 "gradients (extra NaN vs torch and reference)")
-
-
-@pytest.mark.parametrize("backend", ["reference", pytest.param("cpu", marks=CPU_CONV_NAN)])
+@pytest.mark.parametrize("backend", ["reference", "cpu"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("where", ["input", "weight"])
 def test_conv2d(where, dtype, backend):
