@@ -43,8 +43,15 @@ CONV_WORKSPACE_BYTES = 64 * 1024 * 1024
 # C/groups would starve BLAS).
 CONV_SHIFTED_MIN_CHANNELS = 16
 # Columns (images * phase-plane pixels) per batch tile. Conv c fwd ratio with
-# 4096 / 8192 / 16384 / 32768: 0.69-0.78 / 0.90-1.04 / 1.02-1.10 / 0.97-1.02.
-CONV_TILE_COLUMNS = 16384
+# 4096 / 8192 / 16384 / 32768: 0.69-0.78 / 0.90-1.04 / 1.02-1.10 / 0.97-1.02
+# (separate runs). Re-measured interleaved in one process (2 threads, prange
+# tiles + 1-thread BLAS, wall ms min/median of 15-25 rounds, two runs each):
+#   16384 / 8192 / 2048 columns: c fwd 25.6/27.8, 25.9/26.9, 25.2/26.7;
+#   d fwd 11.8/14.6, 12.0/14.6, 11.9/13.9; c fwd+bwd 73.3/88.3, 70.9/88.0,
+#   69.3/81.4 (and 78.8/87.2 vs 71.4/82.1 in a second run); e (N=1) unchanged.
+# One 34x34 image (1156 columns) per tile keeps each tap's GEMM output
+# (64 x 1156 floats, 0.3 MiB) in L2 across the 9 accumulating GEMMs.
+CONV_TILE_COLUMNS = 2048
 # Forward with at most this many input channels per group runs the direct
 # kernel, if the batch has at least CONV_DIRECT_MIN_IMAGES images (prange
 # over images) and the multiply-adds are under CONV_DIRECT_MAX_WORK.
