@@ -33,6 +33,22 @@ Machine of record: 2-core AMD EPYC (AVX2 + FMA), float32, 2 threads; see
 #   1 thread, CPU time (min of 40): grad_weight direct vs lowered a 2.0 vs 7.6 ms,
 #       b 3.8-4.7 vs 4.6-14 ms; grad_input transposed direct vs lowered
 #       a 3.4 vs 6.3 ms, b 4.5 vs 9.1 ms; bias gradient with reassoc 0.09 vs 1.1 ms.
+#   direct kernel, an odd channel count ends with one block of three channels
+#       (3x3, column stride 1) instead of a pair + a single: conv b grad_input
+#       (3 output channels as a transposed conv), 2 threads, interleaved with the
+#       old kernel, min/median: 3.71/3.83 -> 3.14/3.24 ms and 3.13/3.73 -> 2.48/3.21.
+#       Four channels per pass (5x5) or all 9 taps of a 3x3 per pass were slower
+#       in isolation (59 vs 72, 40 vs 48 GFLOP/s): spills past 16 ymm registers.
+#   NaN/Inf check of the backward (_all_finite of x and weight, one serial pass):
+#       0.47 ms cold on conv c/d's 8 MiB input, 0.8% / 1.3% of their backward.
+# Where the time goes (2 threads unless said): the direct kernel's inner loop
+#   runs at 50-72 GFLOP/s per core in isolation; in the kernel ~38 (1 thread),
+#   the output write (4.7 MiB on conv a) is ~15-20% of it. The shifted GEMMs are
+#   bound by SciPy's OpenBLAS (0.3.30): 64x576 @ 576x2048 sgemm in the kernel's
+#   orientation 63-69 GFLOP/s on one core vs 81-85 for NumPy's bundled
+#   scipy_openblas64_ 0.3.31 (same call); conv c fwd through the latter
+#   (prototype, same kernels) 27.2 -> 22.6 ms at 2 threads, e 1 thread 4.0 -> 3.2.
+#   The padded-width layout computes 13% garbage columns on c and d, 7% on e.
 #
 # Upper bound on the scratch memory one conv2d call may allocate (all workers'
 # tile buffers together); the batch is processed in tiles that fit.

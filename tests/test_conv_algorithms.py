@@ -48,6 +48,8 @@ GEOMETRIES = [
     pytest.param(((5, 3, 8, 8), (4, 3, 3, 3), (1, 2), (1, 1, 1, 1), (1, 1), 1), id="stride-w-only"),
     pytest.param(((2, 4, 6, 7), (4, 1, 3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 4), id="depthwise-stride2"),
     pytest.param(((1, 2, 4, 4), (2, 2, 4, 4), (1, 1), (0, 0, 0, 0), (1, 1), 1), id="kernel-covers-input"),
+    # 5 output channels per group, 3x3, column stride 1: the direct kernel's pair + three-channel block
+    pytest.param(((2, 4, 7, 6), (10, 2, 3, 3), (2, 1), (1, 1, 0, 1), (1, 1), 2), id="odd-out-channels"),
 ]
 
 

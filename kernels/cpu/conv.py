@@ -250,6 +250,21 @@ def _row_taps_single(e0, xrow, off, step, width, w0, kw):
                 e0[q] += a * xs[q]
 
 
+@njit(fastmath={"contract"})
+def _row_taps_three(e0, e1, e2, xrow, off, width, w0, w1, w2):
+    """_row_taps_unit for three outputs and three adjacent taps: 9 weights, 3 inputs and 3 sums fill
+    the 16 AVX2 registers. It serves the odd last channel triple (k_group = 3 is conv b's grad_input)."""
+    xs = xrow[off:]
+    a0, a1, a2 = w0[0], w0[1], w0[2]
+    b0, b1, b2 = w1[0], w1[1], w1[2]
+    c0, c1, c2 = w2[0], w2[1], w2[2]
+    for q in range(width):
+        v0, v1, v2 = xs[q], xs[q + 1], xs[q + 2]
+        e0[q] += a0 * v0 + a1 * v1 + a2 * v2
+        e1[q] += b0 * v0 + b1 * v1 + b2 * v2
+        e2[q] += c0 * v0 + c1 * v1 + c2 * v2
+
+
 @njit
 def _row_taps(e0, e1, xrow, off, step, width, w0, w1, kw):
     """e0[q] += sum_s w0[s] * xrow[off + s*step + q] (and e1 with w1), for q < width."""
@@ -268,19 +283,31 @@ def _direct_forward(x, weight, bias, has_bias, sh, sw, pt, pl, dh, dw, groups, h
     plane = hq * wq
     width = (oh - 1) * wq + ow
     zero = x.dtype.type(0)
+    # output channels in blocks of two; an odd count ends with a block of three (3 adjacent taps)
+    # or of one (the self-pair below)
+    triple = k_group % 2 == 1 and k_group >= 3 and kw == 3 and dw == 1 and sw == 1
+    blocks = (k_group + 1) // 2 - (1 if triple else 0)
     for image in prange(n):
         xp = np.empty((channels, sh * sw, plane), x.dtype)
         _split_phases(x[image:image + 1], 0, 1, pt, pl, sh, sw, hq, wq, xp)
-        ext = np.empty((2, width), x.dtype)
-        for pair in range(groups * ((k_group + 1) // 2)):
-            g = pair // ((k_group + 1) // 2)
-            k = g * k_group + 2 * (pair % ((k_group + 1) // 2))
-            # an odd last channel of a group pairs with itself; the copy is discarded
-            k1 = min(k + 1, (g + 1) * k_group - 1)
-            ext[:] = zero
+        ext = np.empty((3, width), x.dtype)
+        for block in range(groups * blocks):
+            g = block // blocks
+            k = g * k_group + 2 * (block % blocks)
+            size = min(2, (g + 1) * k_group - k)
+            if triple and block % blocks == blocks - 1:
+                size = 3
+            # a lone last channel pairs with itself; the copy is discarded
+            k1 = k + 1 if size > 1 else k
+            ext[:size] = zero
             for c in range(c_group):
                 for r in range(kh):
                     phase_r, row_r = (r * dh) % sh, (r * dh) // sh
+                    if size == 3:
+                        xrow = xp[g * c_group + c, phase_r * sw]
+                        _row_taps_three(ext[0], ext[1], ext[2], xrow, row_r * wq, width,
+                                        weight[k, c, r], weight[k + 1, c, r], weight[k + 2, c, r])
+                        continue
                     for pw in range(sw):
                         # the taps s of this kernel row that fall in column phase pw
                         s0 = 0
@@ -300,7 +327,7 @@ def _direct_forward(x, weight, bias, has_bias, sh, sw, pt, pl, dh, dw, groups, h
                         else:
                             _row_taps(ext[0], ext[1], xrow, off, (step_s * dw) // sw, width,
                                       weight[k, c, r, s0::step_s], weight[k1, c, r, s0::step_s], count)
-            for kk in range(2 if k1 != k else 1):
+            for kk in range(size):
                 shift = bias[k + kk] if has_bias else zero
                 for i in range(oh):
                     src = ext[kk, i * wq:i * wq + ow]
