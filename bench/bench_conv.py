@@ -88,8 +88,8 @@ def test_conv2d_forward_backward(benchmark, peer, name):
 
         run(benchmark, group, x.dtype, forward_backward)
         return
-    out, (grad_x, grad_w, grad_b) = run(benchmark, group, x.dtype, _fastml_forward_backward,
-                                        peer, x, weight, bias, stride, padding, grad)
+    _, (grad_x, grad_w, grad_b) = run(benchmark, group, x.dtype, _fastml_forward_backward,
+                                      peer, x, weight, bias, stride, padding, grad)
     assert grad_x.shape == x.shape and grad_w.shape == weight.shape and grad_b.shape == bias.shape
 
 
