@@ -57,6 +57,21 @@ from ._blas import run_parallel as _run_parallel
 
 
 @njit
+def _copy(dst, src):
+    """dst[:] = src for 1-D arrays of one length, as a loop: Numba's slice assignment checks
+    overlap and broadcasting per call, which made the row copies of the layout helpers run at
+    4-5 GB/s (67 us per 64-channel 34x34 image, as long as a grad_weight pass over it)."""
+    for t in range(dst.shape[0]):
+        dst[t] = src[t]
+
+
+@njit
+def _fill(dst, value):
+    for t in range(dst.shape[0]):
+        dst[t] = value
+
+
+@njit
 def _split_phases(x, n0, n1, pt, pl, sh, sw, hq, wq, xp):
     """xp[c, (ph*sw + pw)*tile + n - n0, a*wq + b] = x_pad[n, c, a*sh + ph, b*sw + pw] (zeros outside x)."""
     channels, height, width = x.shape[1], x.shape[2], x.shape[3]
@@ -74,14 +89,14 @@ def _split_phases(x, n0, n1, pt, pl, sh, sw, hq, wq, xp):
                         h = a * sh + ph - pt
                         row = plane[a * wq:(a + 1) * wq]
                         if h < 0 or h >= height:
-                            row[:] = zero
+                            _fill(row, zero)
                             continue
-                        row[:b_lo] = zero
-                        row[b_hi:] = zero
+                        _fill(row[:b_lo], zero)
+                        _fill(row[b_hi:], zero)
                         src = x[n, c, h]
                         if sw == 1:
                             # a plain copy; slices keep the indices provably in range
-                            row[b_lo:b_hi] = src[b_lo - pl:b_hi - pl]
+                            _copy(row[b_lo:b_hi], src[b_lo - pl:b_hi - pl])
                         else:
                             for b in range(b_lo, b_hi):
                                 row[b] = src[b * sw + pw - pl]
@@ -99,7 +114,7 @@ def _merge_phases(dxp, n0, n1, pt, pl, sh, sw, wq, grad_x):
                 ph, a = hp % sh, hp // sh
                 dst = grad_x[n, c, h]
                 if sw == 1:
-                    dst[:] = dxp[c, ph * tile + n - n0, a * wq + pl:a * wq + pl + width]
+                    _copy(dst, dxp[c, ph * tile + n - n0, a * wq + pl:a * wq + pl + width])
                     continue
                 for w in range(width):
                     wp = w + pl
@@ -138,10 +153,10 @@ def _gather_grad(grad_out, n0, n1, hq, wq, k0, gext):
             for i in range(hq):
                 row = gext[k, base + i * wq:base + (i + 1) * wq]
                 if i >= oh:
-                    row[:] = zero
+                    _fill(row, zero)
                     continue
-                row[:ow] = grad_out[n, k0 + k, i]
-                row[ow:] = zero
+                _copy(row[:ow], grad_out[n, k0 + k, i])
+                _fill(row[ow:], zero)
 
 
 @njit
