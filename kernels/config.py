@@ -45,6 +45,8 @@ Machine of record: 2-core AMD EPYC (AVX2 + FMA), float32, 2 threads; see
 #       interleaved with the old module, 2 threads, min/median ms: b fwd+bwd's
 #       backward 4.25/5.82 -> 3.56/4.76, a backward 3.18/4.31 -> 2.69/4.02,
 #       c fwd 26.7/27.8 -> 25.8/27.0, e fwd 3.32/3.51 -> 3.10/3.25, c bwd 54.9 -> 53.0.
+#       Column stride 1: one fill for everything between two data rows (51 -> 36
+#       us per image); conv b backward 3.76/5.26 -> 3.33/5.02, a 4.10/4.18 -> 3.88/3.99.
 #   NaN/Inf check of the backward (_all_finite of x and weight, one serial pass):
 #       0.47 ms cold on conv c/d's 8 MiB input, 0.8% / 1.3% of their backward.
 # Where the time goes (2 threads unless said): the direct kernel's inner loop

@@ -85,6 +85,19 @@ def _split_phases(x, n0, n1, pt, pl, sh, sw, hq, wq, xp):
                 b_hi = max(b_lo, min(wq, (width - 1 + pl - pw) // sw + 1))
                 for n in range(n0, n1):
                     plane = xp[c, (ph * sw + pw) * tile + n - n0]
+                    if sw == 1:
+                        # data rows are copies; everything between them (one row's right
+                        # padding, the next one's left padding, padding rows) one fill each
+                        done = 0
+                        for a in range(hq):
+                            h = a * sh + ph - pt
+                            if 0 <= h < height:
+                                start = a * wq + b_lo
+                                _fill(plane[done:start], zero)
+                                _copy(plane[start:start + b_hi - b_lo], x[n, c, h, b_lo - pl:b_hi - pl])
+                                done = start + b_hi - b_lo
+                        _fill(plane[done:], zero)
+                        continue
                     for a in range(hq):
                         h = a * sh + ph - pt
                         row = plane[a * wq:(a + 1) * wq]
@@ -94,12 +107,8 @@ def _split_phases(x, n0, n1, pt, pl, sh, sw, hq, wq, xp):
                         _fill(row[:b_lo], zero)
                         _fill(row[b_hi:], zero)
                         src = x[n, c, h]
-                        if sw == 1:
-                            # a plain copy; slices keep the indices provably in range
-                            _copy(row[b_lo:b_hi], src[b_lo - pl:b_hi - pl])
-                        else:
-                            for b in range(b_lo, b_hi):
-                                row[b] = src[b * sw + pw - pl]
+                        for b in range(b_lo, b_hi):
+                            row[b] = src[b * sw + pw - pl]
 
 
 @njit
