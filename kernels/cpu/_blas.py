@@ -29,14 +29,19 @@ from numba.extending import overload
 from numba.np.linalg import ensure_blas
 
 
-def _numpy_openblas():
-    """Path of NumPy's bundled ILP64 OpenBLAS with the symbols :func:`gemm` needs, or None."""
-    libs = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs")
-    for path in sorted(glob.glob(os.path.join(libs, "*openblas64*"))):
+def _bundled_openblas(package, pattern):
+    """(path, library) of each OpenBLAS a wheel bundles in ``<site-packages>/<package>.libs``, that loads."""
+    libs = os.path.join(os.path.dirname(os.path.dirname(package.__file__)), package.__name__ + ".libs")
+    for path in sorted(glob.glob(os.path.join(libs, pattern))):
         try:
-            lib = ctypes.CDLL(path)
+            yield path, ctypes.CDLL(path)
         except OSError:
             continue
+
+
+def _numpy_openblas():
+    """Path of NumPy's bundled ILP64 OpenBLAS with the symbols :func:`gemm` needs, or None."""
+    for path, lib in _bundled_openblas(np, "*openblas64*"):
         if all(hasattr(lib, name) for name in ("scipy_sgemm_64_", "scipy_dgemm_64_",
                                                 "scipy_openblas_set_num_threads64_",
                                                 "scipy_openblas_get_num_threads64_")):
@@ -129,12 +134,7 @@ class BlasThreads:
         ensure_blas()
         import scipy
 
-        libs = os.path.join(os.path.dirname(os.path.dirname(scipy.__file__)), "scipy.libs")
-        for path in sorted(glob.glob(os.path.join(libs, "*openblas*"))):
-            try:
-                lib = ctypes.CDLL(path)
-            except OSError:
-                continue
+        for _, lib in _bundled_openblas(scipy, "*openblas*"):
             for prefix in ("scipy_openblas", "openblas"):
                 if self._bind(lib, prefix + "_get_num_threads", prefix + "_set_num_threads"):
                     return
