@@ -137,6 +137,20 @@ POOL_INT32_PLANE_LIMIT = 2**31
 # (The Cho GRU, reset_after=False, always takes the loop, with np.dot from here on.)
 RECURRENT_BLAS_MIN_BATCH = 8
 
+# --- register-blocked GEMM tiles (kernels/cpu/_tile.py) ----------------------
+# Shape of the register-blocked product tile: TILE_ROWS rows of C by TILE_VECTORS
+# SIMD vectors of columns (AVX2: 8 float32 / 4 float64 per vector), the
+# reduction cut into blocks of about TILE_DEPTH. One core, float32, min of 40
+# runs of C(512x32) = A(512x257) @ B(257x32), B rows contiguous, against
+# NumPy's OpenBLAS on the same call (which repacks A every call):
+#   6x2: 77-90 vs 81-82 GFLOP/s (3 runs); 4x2: 87.6 vs 81.4; 3x4: 45 (spills: 12 acc + 4 B
+#   + 1 broadcast > 16 ymm); 8x1: 46 (one B vector per 8 broadcasts);
+#   depth 64 / 128 / 256: 60-70 / 64-78 / 77-86 (separate runs, +-10% noise).
+# The tile is FMA-bound (6x2: 8 loads per 12 FMAs, assembly checked).
+TILE_ROWS = 6
+TILE_VECTORS = 2
+TILE_DEPTH = 256
+
 # --- CUDA (kernels/cuda/*.py) -------------------------------------------------
 # Launch configuration of the numba.cuda kernels. NOT yet measured on a GPU:
 # no device was lent to the session that wrote them, so these are the usual

@@ -6,10 +6,11 @@ direction, chosen by batch size (``config.RECURRENT_BLAS_MIN_BATCH``):
 
 * **batched** (N >= 8; RNN, LSTM, GRU with reset after): time-major,
   batch-minor arrays and one prange region per step over chunks of hidden
-  units, each worker running one single-threaded GEMM for its gate rows and
-  its units' gate arithmetic over contiguous spans; backward pulls each
-  chunk's share of ``W_hh^T @ grad`` per step, and the weight, bias and input
-  gradients are big GEMMs after the loop. See "the batched path" below.
+  units, each worker computing its units' gate rows with register-blocked
+  products on the weights as given (``_tile.py``) and its units' gate
+  arithmetic over contiguous spans; backward pulls each chunk's share of
+  ``W_hh^T @ grad`` per step the same way, and the weight, bias and input
+  gradients are big BLAS GEMMs after the loop. See "the batched path" below.
 * **per-sequence loop** (small batches, and the Cho GRU): one input-projection
   GEMM for all steps (NumPy), then a single ``@njit`` loop over the steps with
   the hidden projection as a plain compiled mat-vec per sequence (BLAS's fixed
@@ -42,6 +43,7 @@ from ..reference.recurrent import (
 from ._blas import N as BLAS_N
 from ._blas import T as BLAS_T
 from ._blas import gemm, parallel_workers, run_parallel
+from ._tile import gemm_small
 
 
 # --- activations -------------------------------------------------------------------------------
@@ -497,22 +499,22 @@ def _gru_reset_before_backward(gates, h_prev, grad_out, dh_carry, w_hrz, w_hn, l
 # is stored batch-minor, one (rows, N) block per time step, and each step is a
 # single prange region over the workers (Numba threads):
 #
-# * ``z[b] = [h; x_t; 1]`` is the (H + I + 1, N) operand of step t (block b of
-#   the state entering t); the step writes its new state into the top rows of
-#   the next block, so ``z`` is at once the GEMM input and the record of every
-#   state for backward. ``w = [W_hh | W_ih | bias]`` (G*H, H + I + 1): one GEMM
-#   per worker and step computes the input projection, the hidden projection
-#   and the bias together (GRU's n gate takes its hidden part apart).
-# * The hidden units are split into one contiguous chunk per worker and the
-#   gate rows permuted so a chunk's G*c rows (gate after gate) are contiguous:
-#   worker p multiplies its rows with single-threaded BLAS, then runs the gate
-#   arithmetic of its own units over contiguous spans of c*N values, and writes
-#   its rows of the next state. The end of the region is the only sync.
-# * Backward runs the steps in reverse: worker p first pulls its units' share
-#   of W_hh^T @ (the later step's gate gradients) and its inputs' share of
-#   W_ih^T @ (the same), then its units' gate gradients, and adds
-#   (its gate gradients) @ z[b]^T into its rows of the weight gradient, so the
-#   weight, input and bias gradients need no pass after the loop.
+# * ``zmat[b] = [h; x_t; 1]`` is the (H + I + 1, N) operand of step t (block b
+#   holds the state entering t, see _z_block); the step writes its new state
+#   into the top rows of the next block, so ``zmat`` is at once the products'
+#   input and the record of every state for backward. The x rows are
+#   transposed in by the workers one step ahead (each a share of the rows).
+# * The hidden units are split into one contiguous chunk per worker. For each
+#   gate, worker p computes its units' rows of W_hh @ h + W_ih @ x + b with
+#   the register-blocked products of ``_tile.py`` on the weights as given
+#   (rows g*H + j0 .. g*H + j1 of each, no copy; OpenBLAS would repack the
+#   weights on every call), then runs its units' gate arithmetic over
+#   contiguous spans of c*N values and writes its rows of the next state.
+#   The end of the region is the only sync.
+# * Backward runs the steps in reverse: worker p pulls its units' share of
+#   W_hh^T @ (the later step's gate gradients), the same products reading W_hh
+#   transposed in place, then its units' gate gradients. The weight, bias and
+#   input gradients are three big GEMMs over all steps after the loop.
 #
 # Why: with the gates (G*H, T*N) and numpy's threaded GEMM for the input
 # projection, the two thread pools (OpenBLAS's and Numba's) spun against each
@@ -523,12 +525,6 @@ def _gru_reset_before_backward(gates, h_prev, grad_out, dh_carry, w_hrz, w_hn, l
 def _chunk_bounds(size, workers):
     """Boundaries of the workers' chunks of ``size`` units, as even as possible."""
     return np.array([p * size // workers for p in range(workers + 1)], dtype=np.int64)
-
-
-def _chunk_rows(gate_count, hidden, bounds):
-    """perm[q] = the original gate row (g*H + j) at permuted row q: chunk by chunk, gate after gate."""
-    return np.concatenate([g * hidden + np.arange(bounds[p], bounds[p + 1])
-                           for p in range(len(bounds) - 1) for g in range(gate_count)])
 
 
 @njit(inline="always")
@@ -550,11 +546,10 @@ def _span(array, start, length):
 
 
 @njit(inline="always")
-def _gate(block, gate_count, gate, j0, j1):
-    """Gate ``gate`` of the units j0..j1 in one step's (G*H, N) block: the chunk's rows are gate after gate."""
+def _gate(block, hidden, gate, j0, j1):
+    """Gate ``gate`` of the units j0..j1 in one step's (G*H, N) block (rows gate*H + j0 .. gate*H + j1)."""
     batch = block.shape[1]
-    count = j1 - j0
-    return _span(block, (gate_count * j0 + gate * count) * batch, count * batch)
+    return _span(block, (gate * hidden + j0) * batch, (j1 - j0) * batch)
 
 
 @njit
@@ -589,61 +584,69 @@ def _mask_and_output(z_new, z_old, c_new, c_old, j0, j1, act, full, out_t):
             out_t[n, j] = row[n] if act[n] else zero
 
 
-@njit(inline="always")
-def _step_gemm(w, r0, rows, cols, zmat, zb, out, out_row0):
-    """out[out_row0 : out_row0 + rows] = w[r0 : r0 + rows, :cols] @ (block zb of zmat[:cols])."""
+@njit
+def _rows_times_block(weights, r0, rows, zmat, zb, z_row0, out, out_row0, accumulate):
+    """out[out_row0 : out_row0 + rows] (+)= weights[r0 : r0 + rows] @ zmat[zb, z_row0 : z_row0 + weights.shape[1]]."""
     if rows > 0:
-        width, batch, ld = w.shape[1], out.shape[1], zmat.shape[1]
-        gemm(BLAS_N, BLAS_N, rows, batch, cols, w.ravel()[r0 * width:], width, zmat.ravel()[zb * batch:], ld, 0.0,
-             out.ravel()[out_row0 * batch:], batch)
-
-
-@njit(inline="always")
-def _input_gemm(w_x, r0, rows, x_t, beta, out):
-    """out[r0 : r0 + rows] = w_x[r0 : r0 + rows] @ x_t^T + beta * out: the input projection, x_t (N, I) as given."""
-    if rows > 0:
-        inputs, batch = w_x.shape[1], out.shape[1]
-        gemm(BLAS_N, BLAS_T, rows, batch, inputs, w_x.ravel()[r0 * inputs:], inputs, x_t.ravel(), inputs, beta,
-             out.ravel()[r0 * batch:], batch)
+        batch, cols = out.shape[1], weights.shape[1]
+        gemm_small(rows, batch, cols, weights.ravel()[r0 * cols:], cols, 1, zmat[zb].ravel()[z_row0 * batch:],
+                   batch, out.ravel()[out_row0 * batch:], batch, accumulate)
 
 
 @njit
-def _store_state(states, nb, zmat, j0, j1):
-    """Copy the chunk's new state rows into their block of ``zmat`` (the next step's GEMM operand)."""
-    batch = states.shape[2]
-    for j in range(j0, j1):
-        src, dst = states[nb, j], zmat[j, nb * batch:(nb + 1) * batch]
+def _add_bias(bias, r0, rows, out, out_row0):
+    batch = out.shape[1]
+    for i in range(rows):
+        b, row = bias[r0 + i], out[out_row0 + i]
         for n in range(batch):
-            dst[n] = src[n]
+            row[n] += b
 
 
 @njit
-def _rnn_step(w, w_x, x_t, zmat, states, zb, nb, gates_t, j0, j1, kind, act, full, out_t):
-    batch = states.shape[2]
+def _gate_input(w_hh, w_ih, bias, zmat, zb, gates_t, gate, j0, j1, with_hidden):
+    """Rows gate*H + j0 .. gate*H + j1 of gates_t = W_ih x + b (+ W_hh h with_hidden), from zmat[zb] = [h; x; 1]."""
+    hidden = w_hh.shape[1]
+    r0, count = gate * hidden + j0, j1 - j0
+    if with_hidden:
+        _rows_times_block(w_hh, r0, count, zmat, zb, 0, gates_t, r0, False)
+    _rows_times_block(w_ih, r0, count, zmat, zb, hidden, gates_t, r0, with_hidden)
+    _add_bias(bias, r0, count, gates_t, r0)
+
+
+@njit
+def _load_inputs(x, t, zmat, block, hidden, p, workers):
+    """Worker p's share of the rows of zmat[block, H : H + I] = x[t]^T (the x rows of step t's operand)."""
+    batch, inputs = x.shape[1], x.shape[2]
+    i0, i1 = p * inputs // workers, (p + 1) * inputs // workers
+    for i in range(i0, i1):
+        row = zmat[block, hidden + i]
+        for n in range(batch):
+            row[n] = x[t, n, i]
+
+
+@njit
+def _rnn_step(w_hh, w_ih, bias, zmat, zb, nb, gates_t, j0, j1, kind, act, full, out_t):
+    batch = zmat.shape[2]
     count = j1 - j0
-    _step_gemm(w, j0, count, w.shape[1], zmat, zb, gates_t, j0)
-    _input_gemm(w_x, j0, count, x_t, 1.0, gates_t)
+    _gate_input(w_hh, w_ih, bias, zmat, zb, gates_t, 0, j0, j1, True)
     g = _span(gates_t, j0 * batch, count * batch)
     _activate_span(g, kind)
-    h_new = _span(states[nb], j0 * batch, count * batch)
+    h_new = _span(zmat[nb], j0 * batch, count * batch)
     for i in range(count * batch):
         h_new[i] = g[i]
-    _mask_and_output(states[nb], states[zb], states[nb, :0], states[zb, :0], j0, j1, act, full, out_t)
-    _store_state(states, nb, zmat, j0, j1)
+    _mask_and_output(zmat[nb], zmat[zb], zmat[nb, :0], zmat[zb, :0], j0, j1, act, full, out_t)
 
 
 @njit
-def _lstm_step(w, w_x, x_t, zmat, states, cells, zb, nb, gates_t, j0, j1, act, full, out_t):
-    batch = states.shape[2]
-    count = j1 - j0
-    size = count * batch
-    r0 = 4 * j0
-    _step_gemm(w, r0, 4 * count, w.shape[1], zmat, zb, gates_t, r0)
-    _input_gemm(w_x, r0, 4 * count, x_t, 1.0, gates_t)
-    gi = _gate(gates_t, 4, LSTM_I, j0, j1)
-    gf = _gate(gates_t, 4, LSTM_F, j0, j1)
-    gg = _gate(gates_t, 4, LSTM_G, j0, j1)
-    go = _gate(gates_t, 4, LSTM_O, j0, j1)
+def _lstm_step(w_hh, w_ih, bias, zmat, cells, zb, nb, gates_t, j0, j1, act, full, out_t):
+    hidden, batch = zmat.shape[1] - w_ih.shape[1] - 1, zmat.shape[2]
+    size = (j1 - j0) * batch
+    for gate in range(4):
+        _gate_input(w_hh, w_ih, bias, zmat, zb, gates_t, gate, j0, j1, True)
+    gi = _gate(gates_t, hidden, LSTM_I, j0, j1)
+    gf = _gate(gates_t, hidden, LSTM_F, j0, j1)
+    gg = _gate(gates_t, hidden, LSTM_G, j0, j1)
+    go = _gate(gates_t, hidden, LSTM_O, j0, j1)
     _activate_span(gi, SIGMOID)
     _activate_span(gf, SIGMOID)
     _activate_span(gg, TANH)
@@ -651,80 +654,76 @@ def _lstm_step(w, w_x, x_t, zmat, states, cells, zb, nb, gates_t, j0, j1, act, f
     c_old, c_new = _span(cells[zb], j0 * batch, size), _span(cells[nb], j0 * batch, size)
     for i in range(size):
         c_new[i] = gf[i] * c_old[i] + gi[i] * gg[i]
-    h_new = _span(states[nb], j0 * batch, size)
+    h_new = _span(zmat[nb], j0 * batch, size)
     for i in range(size):
         h_new[i] = go[i] * _tanh(c_new[i])
-    _mask_and_output(states[nb], states[zb], cells[nb], cells[zb], j0, j1, act, full, out_t)
-    _store_state(states, nb, zmat, j0, j1)
+    _mask_and_output(zmat[nb], zmat[zb], cells[nb], cells[zb], j0, j1, act, full, out_t)
 
 
 @njit
-def _gru_step(w, w_x, x_t, bias_hn, zmat, states, zb, nb, gates_t, hidden_n_t, j0, j1, act, full, out_t):
+def _gru_step(w_hh, w_ih, bias, bias_hn, zmat, zb, nb, gates_t, hidden_n_t, j0, j1, act, full, out_t):
     hidden, batch = hidden_n_t.shape
-    count = j1 - j0
-    size = count * batch
-    r0 = 3 * j0
-    one = states.dtype.type(1)
-    rn = r0 + GRU_N * count
-    # r and z: [W_hh | b] @ [h; 1] + W_ih x; n: W_in x (+ b_in below) and W_hn h (+ b_hn) apart
-    _step_gemm(w, r0, 2 * count, w.shape[1], zmat, zb, gates_t, r0)
-    _input_gemm(w_x, r0, 2 * count, x_t, 1.0, gates_t)
-    _input_gemm(w_x, rn, count, x_t, 0.0, gates_t)
-    _step_gemm(w, rn, count, hidden, zmat, zb, hidden_n_t, j0)
-    gr = _gate(gates_t, 3, GRU_R, j0, j1)
-    gz = _gate(gates_t, 3, GRU_Z, j0, j1)
-    gn = _gate(gates_t, 3, GRU_N, j0, j1)
+    size = (j1 - j0) * batch
+    one = zmat.dtype.type(1)
+    # r and z: W_h h + W_i x + b_i + b_h; n: W_in x + b_in, and W_hn h (+ b_hn below) apart
+    _gate_input(w_hh, w_ih, bias, zmat, zb, gates_t, GRU_R, j0, j1, True)
+    _gate_input(w_hh, w_ih, bias, zmat, zb, gates_t, GRU_Z, j0, j1, True)
+    _gate_input(w_hh, w_ih, bias, zmat, zb, gates_t, GRU_N, j0, j1, False)
+    _rows_times_block(w_hh, GRU_N * hidden + j0, j1 - j0, zmat, zb, 0, hidden_n_t, j0, False)
+    gr = _gate(gates_t, hidden, GRU_R, j0, j1)
+    gz = _gate(gates_t, hidden, GRU_Z, j0, j1)
+    gn = _gate(gates_t, hidden, GRU_N, j0, j1)
     _activate_span(gr, SIGMOID)
     _activate_span(gz, SIGMOID)
     for j in range(j0, j1):
-        kept, b, row, b_in = hidden_n_t[j], bias_hn[j], gates_t[rn + j - j0], w[rn + j - j0, hidden]
+        kept, b = hidden_n_t[j], bias_hn[j]
         for n in range(batch):
             kept[n] += b
-        for n in range(batch):
-            row[n] += b_in
     kept = _span(hidden_n_t, j0 * batch, size)
     for i in range(size):
         gn[i] = _tanh(gn[i] + gr[i] * kept[i])
-    h_old, h_new = _span(states[zb], j0 * batch, size), _span(states[nb], j0 * batch, size)
+    h_old, h_new = _span(zmat[zb], j0 * batch, size), _span(zmat[nb], j0 * batch, size)
     for i in range(size):
         h_new[i] = (one - gz[i]) * gn[i] + gz[i] * h_old[i]
-    _mask_and_output(states[nb], states[zb], states[nb, :0], states[zb, :0], j0, j1, act, full, out_t)
-    _store_state(states, nb, zmat, j0, j1)
+    _mask_and_output(zmat[nb], zmat[zb], zmat[nb, :0], zmat[zb, :0], j0, j1, act, full, out_t)
 
 
 @njit(parallel=True)
-def _forward_batched_kernel(kind, w, w_x, x, bias_hn, bounds, zmat, states, cells, gates, hidden_n, active, full,
+def _forward_batched_kernel(kind, x, w_hh, w_ih, bias, bias_hn, bounds, zmat, cells, gates, hidden_n, active, full,
                             reverse, out):
     """Every step of one layer and direction; ``kind`` is RNN_TANH/RNN_RELU/LSTM/GRU (module constants)."""
     seq_len = active.shape[0]
+    hidden = w_hh.shape[1]
+    workers = bounds.shape[0] - 1
     keep = gates.shape[0] == seq_len
+    t_first = _time(0, seq_len, reverse)
+    _load_inputs(x, t_first, zmat, _z_block(t_first, reverse), hidden, 0, 1)
     for s in range(seq_len):
         t = _time(s, seq_len, reverse)
         zb, nb = _z_block(t, reverse), _z_next(t, reverse)
         g = t if keep else 0
-        for p in prange(bounds.shape[0] - 1):
+        for p in prange(workers):
             j0, j1 = bounds[p], bounds[p + 1]
             if kind == KIND_LSTM:
-                _lstm_step(w, w_x, x[t], zmat, states, cells, zb, nb, gates[g], j0, j1, active[t], full[t], out[t])
+                _lstm_step(w_hh, w_ih, bias, zmat, cells, zb, nb, gates[g], j0, j1, active[t], full[t], out[t])
             elif kind == KIND_GRU:
-                _gru_step(w, w_x, x[t], bias_hn, zmat, states, zb, nb, gates[g], hidden_n[g], j0, j1, active[t],
+                _gru_step(w_hh, w_ih, bias, bias_hn, zmat, zb, nb, gates[g], hidden_n[g], j0, j1, active[t],
                           full[t], out[t])
             else:
-                _rnn_step(w, w_x, x[t], zmat, states, zb, nb, gates[g], j0, j1,
-                          RELU if kind == KIND_RNN_RELU else TANH, active[t], full[t], out[t])
+                _rnn_step(w_hh, w_ih, bias, zmat, zb, nb, gates[g], j0, j1, RELU if kind == KIND_RNN_RELU else TANH,
+                          active[t], full[t], out[t])
+            if s + 1 < seq_len:  # the next step's x rows; its block's other rows aren't read yet
+                _load_inputs(x, _time(s + 1, seq_len, reverse), zmat, nb, hidden, p, workers)
 
 
-@njit(inline="always")
-def _pull_gemm(w_t, col0, cols, grad, out, out_row0):
-    """out[out_row0 : out_row0 + cols] = w_t[col0 : col0 + cols] @ grad: what a later step sends back.
-
-    ``w_t`` is W^T made contiguous once per backward: the plain product ran at
-    69 GFLOP/s, the transposed one on ``w`` at 45 (M 128, N 32, K 1024).
-    """
-    if cols > 0:
-        rows, batch = w_t.shape[1], grad.shape[1]
-        gemm(BLAS_N, BLAS_N, cols, batch, rows, w_t.ravel()[col0 * rows:], rows, grad.ravel(), batch, 0.0,
-             out.ravel()[out_row0 * batch:], batch)
+@njit
+def _pull(w_hh, j0, j1, grad, out):
+    """out[j0:j1] = W_hh[:, j0:j1]^T @ grad: what a later step sends back to units j0..j1 (W_hh read transposed)."""
+    if j1 > j0:
+        rows, hidden = w_hh.shape
+        batch = grad.shape[1]
+        gemm_small(j1 - j0, batch, rows, w_hh.ravel()[j0:], 1, hidden, grad.ravel(), batch, out.ravel()[j0 * batch:],
+                   batch, False)
 
 
 @njit
@@ -792,14 +791,15 @@ def _lstm_step_back(gates_t, cells, zb, nb, dh, dc, grad_t, j0, j1, act, full):
     count = j1 - j0
     size = count * batch
     one = dh.dtype.type(1)
-    gi = _gate(gates_t, 4, LSTM_I, j0, j1)
-    gf = _gate(gates_t, 4, LSTM_F, j0, j1)
-    gg = _gate(gates_t, 4, LSTM_G, j0, j1)
-    go = _gate(gates_t, 4, LSTM_O, j0, j1)
-    di = _gate(grad_t, 4, LSTM_I, j0, j1)
-    df = _gate(grad_t, 4, LSTM_F, j0, j1)
-    dg = _gate(grad_t, 4, LSTM_G, j0, j1)
-    do = _gate(grad_t, 4, LSTM_O, j0, j1)
+    hidden = dh.shape[0]
+    gi = _gate(gates_t, hidden, LSTM_I, j0, j1)
+    gf = _gate(gates_t, hidden, LSTM_F, j0, j1)
+    gg = _gate(gates_t, hidden, LSTM_G, j0, j1)
+    go = _gate(gates_t, hidden, LSTM_O, j0, j1)
+    di = _gate(grad_t, hidden, LSTM_I, j0, j1)
+    df = _gate(grad_t, hidden, LSTM_F, j0, j1)
+    dg = _gate(grad_t, hidden, LSTM_G, j0, j1)
+    do = _gate(grad_t, hidden, LSTM_O, j0, j1)
     c_old, c_new = _span(cells[zb], j0 * batch, size), _span(cells[nb], j0 * batch, size)
     d, d_c = _span(dh, j0 * batch, size), _span(dc, j0 * batch, size)
     kept = d_c[:0] if full else d_c.copy()  # padded rows: dc passes through unchanged
@@ -818,21 +818,21 @@ def _lstm_step_back(gates_t, cells, zb, nb, dh, dc, grad_t, j0, j1, act, full):
 
 
 @njit
-def _gru_step_back(gates_t, hidden_n_t, states, zb, dh, direct, grad_t, grad_h_t, j0, j1):
-    batch = dh.shape[1]
+def _gru_step_back(gates_t, hidden_n_t, zmat, zb, dh, direct, grad_t, grad_h_t, j0, j1):
+    hidden, batch = dh.shape
     count = j1 - j0
     size = count * batch
     one = dh.dtype.type(1)
-    gr = _gate(gates_t, 3, GRU_R, j0, j1)
-    gz = _gate(gates_t, 3, GRU_Z, j0, j1)
-    gn = _gate(gates_t, 3, GRU_N, j0, j1)
-    xr = _gate(grad_t, 3, GRU_R, j0, j1)
-    xz = _gate(grad_t, 3, GRU_Z, j0, j1)
-    xn = _gate(grad_t, 3, GRU_N, j0, j1)
-    hr = _gate(grad_h_t, 3, GRU_R, j0, j1)
-    hz = _gate(grad_h_t, 3, GRU_Z, j0, j1)
-    hn = _gate(grad_h_t, 3, GRU_N, j0, j1)
-    kept, h_old = _span(hidden_n_t, j0 * batch, size), _span(states[zb], j0 * batch, size)
+    gr = _gate(gates_t, hidden, GRU_R, j0, j1)
+    gz = _gate(gates_t, hidden, GRU_Z, j0, j1)
+    gn = _gate(gates_t, hidden, GRU_N, j0, j1)
+    xr = _gate(grad_t, hidden, GRU_R, j0, j1)
+    xz = _gate(grad_t, hidden, GRU_Z, j0, j1)
+    xn = _gate(grad_t, hidden, GRU_N, j0, j1)
+    hr = _gate(grad_h_t, hidden, GRU_R, j0, j1)
+    hz = _gate(grad_h_t, hidden, GRU_Z, j0, j1)
+    hn = _gate(grad_h_t, hidden, GRU_N, j0, j1)
+    kept, h_old = _span(hidden_n_t, j0 * batch, size), _span(zmat[zb], j0 * batch, size)
     d, dd = _span(dh, j0 * batch, size), _span(direct, j0 * batch, size)
     for i in range(size):
         d_n = d[i] * (one - gz[i]) * (one - gn[i] * gn[i])
@@ -848,7 +848,7 @@ def _gru_step_back(gates_t, hidden_n_t, states, zb, dh, direct, grad_t, grad_h_t
 
 
 @njit(parallel=True)
-def _backward_batched_kernel(kind, w_t, bounds, states, cells, gates, hidden_n, active, full, reverse, bptt_steps,
+def _backward_batched_kernel(kind, w_hh, bounds, zmat, cells, gates, hidden_n, active, full, reverse, bptt_steps,
                              grad_out, dh, dc, grad, grad_h, grad_all, grad_h_all, sq):
     """BPTT of :func:`_forward_batched_kernel` (``keep`` was on), the time loop only.
 
@@ -873,7 +873,7 @@ def _backward_batched_kernel(kind, w_t, bounds, states, cells, gates, hidden_n, 
         for p in prange(bounds.shape[0] - 1):
             j0, j1 = bounds[p], bounds[p + 1]
             if has_later and not cut:
-                _pull_gemm(w_t, j0, j1 - j0, grad_h[t_later], carry, j0)
+                _pull(w_hh, j0, j1, grad_h[t_later], carry)
             if cut and kind == KIND_LSTM:
                 dc[j0:j1] = zero
             total = _take_carry(dh, carry, direct, j0, j1, has_later, cut, active[t_later], s >= 0, grad_out[t],
@@ -881,50 +881,46 @@ def _backward_batched_kernel(kind, w_t, bounds, states, cells, gates, hidden_n, 
             if s < 0:
                 continue
             sq[p, t] = total
-            r0, rows = gate_count * j0, gate_count * (j1 - j0)
             if kind == KIND_LSTM:
                 _lstm_step_back(gates[t], cells, zb, nb, dh, dc, grad[t], j0, j1, active[t], full[t])
             elif kind == KIND_GRU:
-                _gru_step_back(gates[t], hidden_n[t], states, zb, dh, direct, grad[t], grad_h[t], j0, j1)
-                if not full[t]:
-                    _zero_padded(grad_h[t], r0, rows, active[t])
-                _store_rows(grad_h[t], r0, rows, t, grad_h_all)
+                _gru_step_back(gates[t], hidden_n[t], zmat, zb, dh, direct, grad[t], grad_h[t], j0, j1)
             else:
                 _rnn_step_back(gates[t], dh, grad[t], j0, j1, kind == KIND_RNN_RELU)
-            if not full[t]:
-                _zero_padded(grad[t], r0, rows, active[t])
-            _store_rows(grad[t], r0, rows, t, grad_all)
+            for gate in range(gate_count):
+                r0 = gate * hidden + j0
+                if kind == KIND_GRU:
+                    if not full[t]:
+                        _zero_padded(grad_h[t], r0, j1 - j0, active[t])
+                    _store_rows(grad_h[t], r0, j1 - j0, t, grad_h_all)
+                if not full[t]:
+                    _zero_padded(grad[t], r0, j1 - j0, active[t])
+                _store_rows(grad[t], r0, j1 - j0, t, grad_all)
 
 
 @njit(parallel=True)
-def _weight_gradients_kernel(w_t, w_x, x2, zmat, first_col, grad_all, grad_h_all, gru, row_bounds, step_bounds, grad_w,
-                             grad_w_x, grad_x):
+def _weight_gradients_kernel(w_ih, zcols, grad_all, grad_h_all, gru, row_bounds, step_bounds, grad_w, grad_x):
     """After the time loop, the big GEMMs over all steps, split over the workers:
 
-    rows of grad_w = grad_all @ [h; 1]^T (for GRU the n rows' hidden columns
-    use grad_h_all) and of grad_w_x = grad_all @ x; rows (steps) of
-    grad_x (T*N, I) = grad_all^T @ W_ih.
+    rows of grad_w = grad_all @ zcols^T = [dW_hh | dW_ih | db], zcols = [h; x; 1]
+    of every step (GRU's n rows take their hidden columns from grad_h_all);
+    rows (steps) of grad_x (T*N, I) = grad_all^T @ W_ih.
     """
-    width, rows = w_t.shape
-    steps, inputs = x2.shape
-    hidden = width - 1
-    ld = zmat.shape[1]
-    zflat = zmat.ravel()[first_col:]
+    rows, inputs = w_ih.shape
+    width, steps = zcols.shape
+    hidden = width - inputs - 1
     for p in prange(row_bounds.shape[0] - 1):
         r0, r1 = row_bounds[p], row_bounds[p + 1]
         if r1 > r0:
-            gemm(BLAS_N, BLAS_T, r1 - r0, width, steps, grad_all.ravel()[r0 * steps:], steps, zflat, ld, 0.0,
-                 grad_w.ravel()[r0 * width:], width)
-            if gru:  # n rows (the last third of each chunk's rows): hidden columns from grad_h_all
-                count = (r1 - r0) // 3
-                rn = r0 + GRU_N * count
-                gemm(BLAS_N, BLAS_T, count, hidden, steps, grad_h_all.ravel()[rn * steps:], steps, zflat, ld, 0.0,
-                     grad_w.ravel()[rn * width:], width)
-            gemm(BLAS_N, BLAS_N, r1 - r0, inputs, steps, grad_all.ravel()[r0 * steps:], steps, x2.ravel(), inputs,
-                 0.0, grad_w_x.ravel()[r0 * inputs:], inputs)
+            gemm(BLAS_N, BLAS_T, r1 - r0, width, steps, grad_all.ravel()[r0 * steps:], steps, zcols.ravel(), steps,
+                 0.0, grad_w.ravel()[r0 * width:], width)
+            rn = max(r0, GRU_N * hidden)
+            if gru and r1 > rn:  # n rows: hidden columns from grad_h_all
+                gemm(BLAS_N, BLAS_T, r1 - rn, hidden, steps, grad_h_all.ravel()[rn * steps:], steps, zcols.ravel(),
+                     steps, 0.0, grad_w.ravel()[rn * width:], width)
         s0, s1 = step_bounds[p], step_bounds[p + 1]
         if s1 > s0:
-            gemm(BLAS_T, BLAS_N, s1 - s0, inputs, rows, grad_all.ravel()[s0:], steps, w_x.ravel(), inputs, 0.0,
+            gemm(BLAS_T, BLAS_N, s1 - s0, inputs, rows, grad_all.ravel()[s0:], steps, w_ih.ravel(), inputs, 0.0,
                  grad_x.ravel()[s0 * inputs:], inputs)
 
 
@@ -959,26 +955,21 @@ def _run(workers, kernel, *args):
 
 
 def _forward_batched(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, keep):
-    x = np.ascontiguousarray(x)  # x[t] is a GEMM operand as it is
-    seq_len, batch = x.shape[:2]
+    seq_len, batch, input_size = x.shape
     hidden = h0.shape[1]
     gate_count = GATE_COUNT[mode]
     workers = parallel_workers()
     bounds = _chunk_bounds(hidden, workers)
-    perm = _chunk_rows(gate_count, hidden, bounds)
     bias = b_ih + b_hh
     if mode == "gru":  # r and z take both biases; n keeps b_hn apart (it sits inside r * (...))
         bias[GRU_N * hidden:] = b_ih[GRU_N * hidden:]
-    w = np.concatenate([w_hh, bias[:, None]], axis=1)[perm]
-    w_x = np.ascontiguousarray(w_ih[perm])
-    # block b of zmat (columns b*N .. b*N + N) = [state entering the step; 1], see _z_block;
-    # states/cells (T + 1, H, N) hold the same states for the elementwise passes
-    zmat = np.empty((hidden + 1, (seq_len + 1) * batch), dtype=x.dtype)
-    zmat[-1] = 1
+    w_hh, w_ih = np.ascontiguousarray(w_hh), np.ascontiguousarray(w_ih)
+    # zmat[b] = [state entering the step; that step's x; 1] (H + I + 1, N), see _z_block and
+    # "the batched path" above (the x rows are filled in by the kernel, the 1s row is for backward)
+    zmat = np.empty((seq_len + 1, hidden + input_size + 1, batch), dtype=x.dtype)
     first = _z_block(seq_len - 1 if reverse else 0, reverse)
-    zmat[:hidden, first * batch:(first + 1) * batch] = h0.T
-    states = np.empty((seq_len + 1, hidden, batch), dtype=x.dtype)
-    states[first] = h0.T
+    zmat[first, :hidden] = h0.T
+    zmat[:, -1] = 1
     cells = np.empty((1, 1, 1), dtype=x.dtype)
     if mode == "lstm":
         cells = np.empty((seq_len + 1, hidden, batch), dtype=x.dtype)
@@ -990,24 +981,22 @@ def _forward_batched(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, 
     active = np.arange(seq_len)[:, None] < lengths[None, :]
     full = active.all(axis=1)
     out = np.empty((seq_len, batch, hidden), dtype=x.dtype)
-    _run(workers, _forward_batched_kernel, _KINDS[mode], w, w_x, x, bias_hn, bounds, zmat, states, cells, gates, hidden_n,
-         active, full, reverse, out)
+    _run(workers, _forward_batched_kernel, _KINDS[mode], x, w_hh, w_ih, bias, bias_hn, bounds, zmat, cells, gates,
+         hidden_n, active, full, reverse, out)
     final = _z_next(0 if reverse else seq_len - 1, reverse)
-    h = np.ascontiguousarray(states[final].T)
+    h = np.ascontiguousarray(zmat[final, :hidden].T)
     c = np.ascontiguousarray(cells[final].T) if mode == "lstm" else None
     saved = None
     if keep:
-        saved = ("batched", mode, x, w, w_x, perm, workers, bounds, zmat, states, cells, gates, hidden_n, active,
-                 full, reverse)
+        saved = ("batched", mode, w_hh, w_ih, workers, bounds, zmat, cells, gates, hidden_n, active, full, reverse)
     return out, h, c, saved
 
 
 def _backward_batched(saved, grad_out, grad_h_n, grad_c_n, bptt_steps):
-    _, mode, x, w, w_x, perm, workers, bounds, zmat, states, cells, gates, hidden_n, active, \
-        full, reverse = saved
-    seq_len, batch, input_size = x.shape
-    hidden = states.shape[1]
-    dtype = states.dtype
+    _, mode, w_hh, w_ih, workers, bounds, zmat, cells, gates, hidden_n, active, full, reverse = saved
+    seq_len, batch = active.shape
+    hidden, input_size = w_ih.shape[0] // GATE_COUNT[mode], w_ih.shape[1]
+    dtype = zmat.dtype
     gate_count = GATE_COUNT[mode]
     grad_out = np.ascontiguousarray(grad_out, dtype=dtype)
     dh = np.zeros((hidden, batch), dtype) if grad_h_n is None else np.array(np.asarray(grad_h_n).T, dtype, order="C")
@@ -1020,21 +1009,21 @@ def _backward_batched(saved, grad_out, grad_h_n, grad_c_n, bptt_steps):
     if mode == "gru":
         grad_h, grad_h_all = np.empty_like(gates), np.empty_like(grad_all)
     sq = np.zeros((workers, seq_len), dtype)
-    w_t = np.ascontiguousarray(w.T)
-    _run(workers, _backward_batched_kernel, _KINDS[mode], w_t, bounds, states, cells, gates, hidden_n, active, full,
+    _run(workers, _backward_batched_kernel, _KINDS[mode], w_hh, bounds, zmat, cells, gates, hidden_n, active, full,
          reverse, bptt_steps, grad_out, dh, dc, grad, grad_h, grad_all, grad_h_all, sq)
-    grad_w, grad_w_x = np.empty_like(w), np.empty_like(w_x)
+    # the GEMM operand [h; x; 1] of every step, columns in time order (step t: t*N .. t*N + N)
+    steps = slice(1, None) if reverse else slice(0, seq_len)
+    zcols = np.ascontiguousarray(zmat[steps].transpose(1, 0, 2)).reshape(zmat.shape[1], seq_len * batch)
+    grad_w = np.empty((gate_count * hidden, zmat.shape[1]), dtype)
     grad_x = np.empty((seq_len, batch, input_size), dtype)
-    _run(workers, _weight_gradients_kernel, w_t, w_x, x.reshape(seq_len * batch, input_size), zmat,
-         batch if reverse else 0, grad_all, grad_h_all, mode == "gru", gate_count * bounds,
-         _chunk_bounds(seq_len * batch, workers), grad_w, grad_w_x, grad_x)
-    inverse = np.argsort(perm)  # permuted row of every original gate row
-    grad_w_hh = grad_w[inverse, :hidden]
-    grad_w_ih = grad_w_x[inverse]
-    grad_b_ih = grad_w[inverse, hidden]
+    _run(workers, _weight_gradients_kernel, w_ih, zcols, grad_all, grad_h_all, mode == "gru",
+         _chunk_bounds(gate_count * hidden, workers), _chunk_bounds(seq_len * batch, workers), grad_w, grad_x)
+    grad_w_hh = np.ascontiguousarray(grad_w[:, :hidden])
+    grad_w_ih = np.ascontiguousarray(grad_w[:, hidden:hidden + input_size])
+    grad_b_ih = grad_w[:, -1].copy()
     grad_b_hh = grad_b_ih.copy()
     if mode == "gru":
-        grad_b_hh[GRU_N * hidden:] = grad_h_all[inverse[GRU_N * hidden:]].sum(axis=1)
+        grad_b_hh[GRU_N * hidden:] = grad_h_all[GRU_N * hidden:].sum(axis=1)
     norms = np.sqrt(sq.sum(axis=0))
     return (grad_x, np.ascontiguousarray(dh.T), np.ascontiguousarray(dc.T) if mode == "lstm" else None,
             grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh, norms)

@@ -1,0 +1,197 @@
+"""A register-blocked GEMM for short, wide-enough products: ``C (+)= A @ B`` with few columns.
+
+What it is for: the recurrent kernels' per-step products, ``[W_hh | b] @ [h; 1]``
+with N = batch columns (32 in the benchmarks), run by every prange worker on
+its own gate rows. OpenBLAS repacks the whole weight block on every such call
+(it can't know the weights don't change between steps), which costs as much
+as a third of the product; this kernel reads A and B where they are.
+
+How: :func:`gemm_nn` cuts C into tiles of ``TILE_ROWS`` rows by
+``TILE_VECTORS`` SIMD vectors of columns and the reduction into blocks of
+``TILE_DEPTH`` (so a block of B stays in L1 while every row tile passes over
+it). One tile is one call of a small intrinsic written in LLVM IR: its
+``TILE_ROWS * TILE_VECTORS`` accumulators are vector SSA values (an alloca
+each, promoted to registers by LLVM's mem2reg), and per reduction step it
+loads the B row's vectors once, broadcasts each A element and issues one
+``llvm.fmuladd`` per accumulator (an FMA where the CPU has one). Numba can't
+express this itself: a Numba loop that accumulates into an array reloads and
+stores the accumulators on every step (LLVM can't prove C doesn't alias A or
+B), which is what capped the earlier kernels at ~40 GFLOP/s per core.
+
+6 rows x 2 vectors (16 float32 / 8 float64 columns) is the classic AVX2
+shape: 12 accumulators + 2 B vectors + 1 broadcast = 15 of the 16 ymm
+registers, 8 loads per 12 FMAs. Measurements in ``kernels/config.py``.
+Columns not covered by whole tiles take 1-vector tiles, then a scalar loop.
+"""
+from __future__ import annotations
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from .. import config
+from .._jit import njit
+
+# Bytes per SIMD register the tiles are shaped for (AVX2: 32).
+VECTOR_BYTES = 32
+
+
+def _lanes(dtype) -> int:
+    return VECTOR_BYTES * 8 // dtype.bitwidth
+
+
+def _make_tile(rows: int, vectors: int):
+    """Intrinsic ``tile(depth, a, a_row, a_col, b, ldb, c, ldc, accumulate)``: c[rows, vectors*lanes] (+)= a @ b.
+
+    a, b, c: 1-D float arrays starting at the operands' first elements. Element
+    (i, k) of A is ``a[i*a_row + k*a_col]`` (so A may be a transposed view);
+    B and C are row-major with row strides ldb, ldc. Bounds are the caller's.
+    """
+
+    @intrinsic
+    def tile(typingctx, depth, a, a_row, a_col, b, ldb, c, ldc, accumulate):
+        if not (isinstance(a, types.Array) and a.dtype in (types.float32, types.float64)
+                and b == a and c == a):
+            return None
+        sig = types.void(types.intp, a, types.intp, types.intp, a, types.intp, a, types.intp, types.boolean)
+
+        def codegen(context, builder, signature, args):
+            depth, a, a_row, a_col, b, ldb, c, ldc, accumulate = args
+            array = signature.args[1]
+            element = context.get_data_type(array.dtype)
+            lanes = _lanes(array.dtype)
+            vector = ir.VectorType(element, lanes)
+            align = array.dtype.bitwidth // 8
+            a_ptr, b_ptr, c_ptr = (context.make_array(array)(context, builder, value).data for value in (a, b, c))
+            suffix = f"v{lanes}f{array.dtype.bitwidth}"
+            fmuladd = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vector, [vector] * 3),
+                                                     "llvm.fmuladd." + suffix)
+            intp = context.get_value_type(types.intp)
+            undefined = ir.Constant(vector, ir.Undefined)
+            splat_mask = ir.Constant(ir.VectorType(ir.IntType(32), lanes), None)
+
+            def const(value):
+                return ir.Constant(intp, value)
+
+            def vector_at(base, offset):
+                return builder.bitcast(builder.gep(base, [offset]), vector.as_pointer())
+
+            acc = [[cgutils.alloca_once(builder, vector) for _ in range(vectors)] for _ in range(rows)]
+            for row in acc:
+                for slot in row:
+                    builder.store(ir.Constant(vector, None), slot)
+            with cgutils.for_range(builder, depth) as loop:
+                k = loop.index
+                b_row = builder.mul(k, ldb)
+                b_vectors = [builder.load(vector_at(b_ptr, builder.add(b_row, const(v * lanes))), align=align)
+                             for v in range(vectors)]
+                a_k = builder.mul(k, a_col)
+                for i in range(rows):
+                    scalar = builder.load(builder.gep(a_ptr, [builder.add(builder.mul(const(i), a_row), a_k)]))
+                    broadcast = builder.shuffle_vector(
+                        builder.insert_element(undefined, scalar, ir.Constant(ir.IntType(32), 0)), undefined,
+                        splat_mask)
+                    for v in range(vectors):
+                        total = builder.call(fmuladd, [broadcast, b_vectors[v], builder.load(acc[i][v])])
+                        builder.store(total, acc[i][v])
+            for i in range(rows):
+                c_row = builder.mul(const(i), ldc)
+                for v in range(vectors):
+                    target = vector_at(c_ptr, builder.add(c_row, const(v * lanes)))
+                    with builder.if_then(accumulate):
+                        builder.store(builder.fadd(builder.load(acc[i][v]), builder.load(target, align=align)),
+                                      acc[i][v])
+                    builder.store(builder.load(acc[i][v]), target, align=align)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return tile
+
+
+TILE_ROWS = config.TILE_ROWS
+TILE_VECTORS = config.TILE_VECTORS
+if not 1 <= TILE_ROWS <= 6 or not 1 <= TILE_VECTORS <= 4:
+    raise ValueError(f"kernels.config: TILE_ROWS must be 1..6 and TILE_VECTORS 1..4, "
+                     f"got {TILE_ROWS} and {TILE_VECTORS}")
+# _wide<r>: r rows by TILE_VECTORS vectors; _narrow<r>: r rows by one vector
+_wide1, _wide2, _wide3, _wide4, _wide5, _wide6 = (_make_tile(r, TILE_VECTORS) for r in range(1, 7))
+_narrow1, _narrow2, _narrow3, _narrow4, _narrow5, _narrow6 = (_make_tile(r, 1) for r in range(1, 7))
+
+
+@njit(inline="always")
+def _tile(wide, rows, kc, a, a_row, a_col, b, ldb, c, ldc, add):
+    """One tile of ``rows`` (1..6) rows: ``TILE_VECTORS`` vectors of columns if wide, else one."""
+    if wide:
+        if rows == 6:
+            _wide6(kc, a, a_row, a_col, b, ldb, c, ldc, add)
+        elif rows == 5:
+            _wide5(kc, a, a_row, a_col, b, ldb, c, ldc, add)
+        elif rows == 4:
+            _wide4(kc, a, a_row, a_col, b, ldb, c, ldc, add)
+        elif rows == 3:
+            _wide3(kc, a, a_row, a_col, b, ldb, c, ldc, add)
+        elif rows == 2:
+            _wide2(kc, a, a_row, a_col, b, ldb, c, ldc, add)
+        else:
+            _wide1(kc, a, a_row, a_col, b, ldb, c, ldc, add)
+    elif rows == 6:
+        _narrow6(kc, a, a_row, a_col, b, ldb, c, ldc, add)
+    elif rows == 5:
+        _narrow5(kc, a, a_row, a_col, b, ldb, c, ldc, add)
+    elif rows == 4:
+        _narrow4(kc, a, a_row, a_col, b, ldb, c, ldc, add)
+    elif rows == 3:
+        _narrow3(kc, a, a_row, a_col, b, ldb, c, ldc, add)
+    elif rows == 2:
+        _narrow2(kc, a, a_row, a_col, b, ldb, c, ldc, add)
+    else:
+        _narrow1(kc, a, a_row, a_col, b, ldb, c, ldc, add)
+
+
+@njit
+def _lanes_of(a):
+    return VECTOR_BYTES // a.itemsize
+
+
+@njit
+def gemm_small(m, n, k, a, a_row, a_col, b, ldb, c, ldc, accumulate):
+    """``C(m, n) = A(m, k) @ B(k, n)`` (``+=`` with accumulate); a, b, c are 1-D views at the operands.
+
+    A's element (i, k) is ``a[i*a_row + k*a_col]`` (row-major: a_row = lda,
+    a_col = 1; a transposed row-major matrix: a_row = 1, a_col = its lda); B
+    and C are row-major with row strides ldb and ldc. The caller guarantees
+    the extents (the largest index of each operand is inside its view).
+    """
+    lanes = _lanes_of(a)
+    wide = TILE_VECTORS * lanes
+    blocks = (k + config.TILE_DEPTH - 1) // config.TILE_DEPTH
+    depth_block = (k + blocks - 1) // blocks if blocks > 0 else 0  # even blocks: 257 -> 129 + 128
+    wide_cols = n - n % wide
+    vector_cols = n - n % lanes
+    if k == 0:
+        if not accumulate:
+            for i in range(m):
+                for j in range(n):
+                    c[i * ldc + j] = 0
+        return
+    for k0 in range(0, k, depth_block):
+        kc = min(depth_block, k - k0)
+        add = accumulate or k0 > 0
+        a0 = a[k0 * a_col:]
+        for j0 in range(0, vector_cols, lanes):
+            if j0 < wide_cols and j0 % wide != 0:
+                continue  # inside a wide tile
+            is_wide = j0 < wide_cols
+            b0 = b[k0 * ldb + j0:]
+            for i0 in range(0, m, TILE_ROWS):
+                _tile(is_wide, min(TILE_ROWS, m - i0), kc, a0[i0 * a_row:], a_row, a_col, b0, ldb,
+                      c[i0 * ldc + j0:], ldc, add)
+        if vector_cols < n:
+            for i in range(m):
+                for j in range(vector_cols, n):
+                    total = c[i * ldc + j] if add else c.dtype.type(0)
+                    for kk in range(k0, k0 + kc):
+                        total += a[i * a_row + kk * a_col] * b[kk * ldb + j]
+                    c[i * ldc + j] = total
