@@ -66,6 +66,36 @@ def test_cpu_small_batch_loop_matches_blas(mode, monkeypatch):
             assert_close(a, b)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("mode", MODES)
+def test_cpu_bidirectional_pair_matches_reference(mode, dtype, monkeypatch):
+    """recurrent_forward_bidirectional (both directions at once, one worker each, when there are two
+    workers) gives what the reference gives for each direction; its saved state backpropagates."""
+    ran = []
+    original = cpu_kernels.run_parallel
+    monkeypatch.setattr(cpu_kernels, "run_parallel", lambda kernel, *a: (ran.append(kernel), original(kernel, *a)))
+    rng = np.random.default_rng(11)
+    seq_len, batch, in_size, hidden = 7, 9, 4, 5
+    x = rng.standard_normal((seq_len, batch, in_size)).astype(dtype)
+    lengths = rng.integers(1, seq_len + 1, batch)
+    directions = [(rng.standard_normal((batch, hidden)).astype(dtype), rng.standard_normal((batch, hidden)).astype(dtype),
+                   *_random_weights(rng, mode, in_size, hidden, dtype)) for _ in range(2)]
+    got = cpu_kernels.recurrent_forward_bidirectional(mode, x, *directions, lengths, True)
+    if mode != "gru_reset_before" and cpu_kernels.parallel_workers() == 2:  # else the directions run in turn
+        assert cpu_kernels._forward_pair_kernel in ran
+    for reverse, args, result in zip((False, True), directions, got):
+        ref = ref_kernels.recurrent_forward(mode, x, *args, lengths, reverse, True)
+        grad_out = rng.standard_normal((seq_len, batch, hidden)).astype(dtype)
+        ref_g = ref_kernels.recurrent_backward(ref[3], grad_out, None, None, 0)
+        got_g = cpu_kernels.recurrent_backward(result[3], grad_out, None, None, 0)
+        for name, a, b in zip(["output", "h_n", "c_n", "grad_x", "grad_h0", "grad_c0", "grad_w_ih", "grad_w_hh",
+                               "grad_b_ih", "grad_b_hh"], list(result[:3]) + list(got_g), list(ref[:3]) + list(ref_g)):
+            if b is None:
+                assert a is None, name
+                continue
+            assert_close(a, b, dtype=dtype, reduction=seq_len * batch, err_msg=f"{mode} {name} reverse={reverse}")
+
+
 # --- layers against PyTorch ------------------------------------------------------------------------
 def _torch_twin(torch, layer, dtype):
     kind = type(layer).__name__

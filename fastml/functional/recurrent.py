@@ -436,10 +436,14 @@ def rnn_sequence(input, hx, weights, mode, *, num_layers=1, bidirectional=False,
     layer_in = xt
     for layer in range(num_layers):
         outputs, saved = [], []
-        for d in range(dirs):
+        directions = [(h0[k], None if c0 is None else c0[k], *checked[k]) for k in range(layer * dirs, (layer + 1) * dirs)]
+        if dirs == 2 and hasattr(kernels, "recurrent_forward_bidirectional"):  # both directions in one call
+            results = kernels.recurrent_forward_bidirectional(mode, layer_in, *directions, lengths, keep)
+        else:
+            results = [kernels.recurrent_forward(mode, layer_in, *args, lengths, d == 1, keep)
+                       for d, args in enumerate(directions)]
+        for d, (out, h, c, cache) in enumerate(results):
             k = layer * dirs + d
-            out, h, c, cache = kernels.recurrent_forward(mode, layer_in, h0[k], None if c0 is None else c0[k],
-                                                         *checked[k], lengths, d == 1, keep)
             outputs.append(out)
             saved.append(cache)
             copy_into(h_n[k], h)

@@ -688,32 +688,66 @@ def _gru_step(w_hh, w_ih, bias, bias_hn, zmat, zb, nb, gates_t, hidden_n_t, j0, 
     _mask_and_output(zmat[nb], zmat[zb], zmat[nb, :0], zmat[zb, :0], j0, j1, act, full, out_t)
 
 
+@njit
+def _step(kind, s, x, w_hh, w_ih, bias, bias_hn, zmat, cells, gates, hidden_n, active, full, reverse, out, j0, j1, p,
+          workers):
+    """Worker p's share (units j0..j1) of step s, then its share of the next step's x rows."""
+    seq_len = active.shape[0]
+    t = _time(s, seq_len, reverse)
+    zb, nb = _z_block(t, reverse), _z_next(t, reverse)
+    g = t if gates.shape[0] == seq_len else 0  # every step's gates kept for backward, or one reused block
+    if kind == KIND_LSTM:
+        _lstm_step(w_hh, w_ih, bias, zmat, cells, zb, nb, gates[g], j0, j1, active[t], full[t], out[t])
+    elif kind == KIND_GRU:
+        _gru_step(w_hh, w_ih, bias, bias_hn, zmat, zb, nb, gates[g], hidden_n[g], j0, j1, active[t], full[t], out[t])
+    else:
+        _rnn_step(w_hh, w_ih, bias, zmat, zb, nb, gates[g], j0, j1, RELU if kind == KIND_RNN_RELU else TANH,
+                  active[t], full[t], out[t])
+    if s + 1 < seq_len:  # the next step's x rows; its block's other rows aren't read yet
+        _load_inputs(x, _time(s + 1, seq_len, reverse), zmat, nb, w_hh.shape[1], p, workers)
+
+
+@njit
+def _first_inputs(x, zmat, hidden, seq_len, reverse):
+    t = _time(0, seq_len, reverse)
+    _load_inputs(x, t, zmat, _z_block(t, reverse), hidden, 0, 1)
+
+
 @njit(parallel=True)
 def _forward_batched_kernel(kind, x, w_hh, w_ih, bias, bias_hn, bounds, zmat, cells, gates, hidden_n, active, full,
                             reverse, out):
     """Every step of one layer and direction; ``kind`` is RNN_TANH/RNN_RELU/LSTM/GRU (module constants)."""
     seq_len = active.shape[0]
-    hidden = w_hh.shape[1]
     workers = bounds.shape[0] - 1
-    keep = gates.shape[0] == seq_len
-    t_first = _time(0, seq_len, reverse)
-    _load_inputs(x, t_first, zmat, _z_block(t_first, reverse), hidden, 0, 1)
+    _first_inputs(x, zmat, w_hh.shape[1], seq_len, reverse)
     for s in range(seq_len):
-        t = _time(s, seq_len, reverse)
-        zb, nb = _z_block(t, reverse), _z_next(t, reverse)
-        g = t if keep else 0
         for p in prange(workers):
-            j0, j1 = bounds[p], bounds[p + 1]
-            if kind == KIND_LSTM:
-                _lstm_step(w_hh, w_ih, bias, zmat, cells, zb, nb, gates[g], j0, j1, active[t], full[t], out[t])
-            elif kind == KIND_GRU:
-                _gru_step(w_hh, w_ih, bias, bias_hn, zmat, zb, nb, gates[g], hidden_n[g], j0, j1, active[t],
-                          full[t], out[t])
-            else:
-                _rnn_step(w_hh, w_ih, bias, zmat, zb, nb, gates[g], j0, j1, RELU if kind == KIND_RNN_RELU else TANH,
-                          active[t], full[t], out[t])
-            if s + 1 < seq_len:  # the next step's x rows; its block's other rows aren't read yet
-                _load_inputs(x, _time(s + 1, seq_len, reverse), zmat, nb, hidden, p, workers)
+            _step(kind, s, x, w_hh, w_ih, bias, bias_hn, zmat, cells, gates, hidden_n, active, full, reverse, out,
+                  bounds[p], bounds[p + 1], p, workers)
+
+
+@njit
+def _forward_one_worker(kind, x, active, full, reverse, w_hh, w_ih, bias, bias_hn, zmat, cells, gates, hidden_n, out):
+    """Every step of one direction on the calling worker alone (all units at once)."""
+    seq_len, hidden = active.shape[0], w_hh.shape[1]
+    _first_inputs(x, zmat, hidden, seq_len, reverse)
+    for s in range(seq_len):
+        _step(kind, s, x, w_hh, w_ih, bias, bias_hn, zmat, cells, gates, hidden_n, active, full, reverse, out, 0,
+              hidden, 0, 1)
+
+
+@njit(parallel=True)
+def _forward_pair_kernel(kind, x, active, full, forward, backward):
+    """Both directions of a bidirectional layer at once, one worker each: no sync between steps.
+
+    ``forward``/``backward``: (w_hh, w_ih, bias, bias_hn, zmat, cells, gates,
+    hidden_n, out) of each direction, as for :func:`_forward_batched_kernel`.
+    """
+    for d in prange(2):
+        if d == 0:
+            _forward_one_worker(kind, x, active, full, False, *forward)
+        else:
+            _forward_one_worker(kind, x, active, full, True, *backward)
 
 
 @njit
@@ -954,42 +988,89 @@ def _run(workers, kernel, *args):
         kernel(*args)
 
 
-def _forward_batched(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, keep):
+def _batched_arrays(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, keep):
+    """The arrays of one direction's batched kernel: (w_hh, w_ih, bias, bias_hn, zmat, cells, gates, hidden_n, out)."""
     seq_len, batch, input_size = x.shape
     hidden = h0.shape[1]
-    gate_count = GATE_COUNT[mode]
-    workers = parallel_workers()
-    bounds = _chunk_bounds(hidden, workers)
     bias = b_ih + b_hh
     if mode == "gru":  # r and z take both biases; n keeps b_hn apart (it sits inside r * (...))
         bias[GRU_N * hidden:] = b_ih[GRU_N * hidden:]
-    w_hh, w_ih = np.ascontiguousarray(w_hh), np.ascontiguousarray(w_ih)
+    bias_hn = np.ascontiguousarray(b_hh[GRU_N * hidden:] if mode == "gru" else b_hh[:0])
     # zmat[b] = [state entering the step; that step's x; 1] (H + I + 1, N), see _z_block and
     # "the batched path" above (the x rows are filled in by the kernel, the 1s row is for backward)
     zmat = np.empty((seq_len + 1, hidden + input_size + 1, batch), dtype=x.dtype)
-    first = _z_block(seq_len - 1 if reverse else 0, reverse)
-    zmat[first, :hidden] = h0.T
     zmat[:, -1] = 1
-    cells = np.empty((1, 1, 1), dtype=x.dtype)
-    if mode == "lstm":
-        cells = np.empty((seq_len + 1, hidden, batch), dtype=x.dtype)
-        cells[first] = c0.T
+    cells = np.empty((seq_len + 1, hidden, batch) if mode == "lstm" else (1, 1, 1), dtype=x.dtype)
     kept = seq_len if keep else 1
-    gates = np.empty((kept, gate_count * hidden, batch), dtype=x.dtype)
+    gates = np.empty((kept, GATE_COUNT[mode] * hidden, batch), dtype=x.dtype)
     hidden_n = np.empty((kept, hidden, batch) if mode == "gru" else (1, 1, 1), dtype=x.dtype)
-    bias_hn = np.ascontiguousarray(b_hh[GRU_N * hidden:] if mode == "gru" else b_hh[:0])
-    active = np.arange(seq_len)[:, None] < lengths[None, :]
-    full = active.all(axis=1)
     out = np.empty((seq_len, batch, hidden), dtype=x.dtype)
-    _run(workers, _forward_batched_kernel, _KINDS[mode], x, w_hh, w_ih, bias, bias_hn, bounds, zmat, cells, gates,
-         hidden_n, active, full, reverse, out)
-    final = _z_next(0 if reverse else seq_len - 1, reverse)
+    return (np.ascontiguousarray(w_hh), np.ascontiguousarray(w_ih), bias, bias_hn, zmat, cells, gates, hidden_n, out)
+
+
+def _batched_direction(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, keep):
+    """(arrays for the kernel, first block): _batched_arrays with the initial state in place."""
+    arrays = _batched_arrays(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, keep)
+    zmat, cells = arrays[4], arrays[5]
+    first = _z_block(x.shape[0] - 1 if reverse else 0, reverse)
+    zmat[first, :h0.shape[1]] = h0.T
+    if mode == "lstm":
+        cells[first] = c0.T
+    return arrays
+
+
+def _batched_result(mode, arrays, workers, active, full, reverse, keep):
+    """(out, h_n, c_n, saved) of a direction the batched kernels ran."""
+    w_hh, w_ih, _, _, zmat, cells, gates, hidden_n, out = arrays
+    hidden = w_hh.shape[1]
+    final = _z_next(0 if reverse else active.shape[0] - 1, reverse)
     h = np.ascontiguousarray(zmat[final, :hidden].T)
     c = np.ascontiguousarray(cells[final].T) if mode == "lstm" else None
     saved = None
     if keep:
-        saved = ("batched", mode, w_hh, w_ih, workers, bounds, zmat, cells, gates, hidden_n, active, full, reverse)
+        saved = ("batched", mode, w_hh, w_ih, workers, _chunk_bounds(hidden, workers), zmat, cells, gates, hidden_n,
+                 active, full, reverse)
     return out, h, c, saved
+
+
+def _masks(seq_len, lengths):
+    """active[t, n]: step t is inside sequence n; full[t]: inside all of them."""
+    active = np.arange(seq_len)[:, None] < lengths[None, :]
+    return active, active.all(axis=1)
+
+
+def _forward_batched(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, keep):
+    x = np.ascontiguousarray(x)
+    workers = parallel_workers()
+    arrays = _batched_direction(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, keep)
+    w_hh, w_ih, bias, bias_hn, zmat, cells, gates, hidden_n, out = arrays
+    active, full = _masks(x.shape[0], lengths)
+    _run(workers, _forward_batched_kernel, _KINDS[mode], x, w_hh, w_ih, bias, bias_hn,
+         _chunk_bounds(w_hh.shape[1], workers), zmat, cells, gates, hidden_n, active, full, reverse, out)
+    return _batched_result(mode, arrays, workers, active, full, reverse, keep)
+
+
+def recurrent_forward_bidirectional(mode, x, forward, backward, lengths, keep):
+    """Both directions of a bidirectional layer: ``forward``/``backward`` are (h0, c0, w_ih, w_hh, b_ih, b_hh).
+
+    Returns one (out, h_n, c_n, saved) per direction, as two
+    :func:`recurrent_forward` calls would. Where the batched path applies and
+    there are exactly two workers, each runs one direction's whole sequence
+    (:func:`_forward_pair_kernel`: no sync between steps); otherwise the
+    directions run one after the other.
+    """
+    seq_len, batch = x.shape[:2]
+    lengths = np.ascontiguousarray(lengths, dtype=np.int64)
+    if not _use_batched(mode, batch) or parallel_workers() != 2:
+        return tuple(recurrent_forward(mode, x, *args, lengths, reverse, keep)
+                     for reverse, args in ((False, forward), (True, backward)))
+    x = np.ascontiguousarray(x)
+    arrays = [_batched_direction(mode, x, *args, reverse, keep)
+              for reverse, args in ((False, forward), (True, backward))]
+    active, full = _masks(seq_len, lengths)
+    run_parallel(_forward_pair_kernel, _KINDS[mode], x, active, full, tuple(arrays[0]), tuple(arrays[1]))
+    return tuple(_batched_result(mode, a, 2, active, full, reverse, keep) for reverse, a in ((False, arrays[0]),
+                                                                                             (True, arrays[1])))
 
 
 def _backward_batched(saved, grad_out, grad_h_n, grad_c_n, bptt_steps):
