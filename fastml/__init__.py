@@ -64,18 +64,22 @@ def warmup(dtypes=("float32",), backends=("cpu",)) -> None:
 
 
 def _warmup_recurrent(rng, dtype, backend) -> None:
-    """Every recurrent mode forward and backward, on the per-sequence loop (N=1) and the batched kernel (N=8)."""
+    """Every recurrent mode forward and backward, on the per-sequence loop (N=1) and the batched kernel (N=8),
+    one direction and both (the paired bidirectional kernel)."""
     from .kernels import config
     from .kernels.reference.recurrent import GATE_COUNT
 
     input_size, hidden, seq_len = 3, 4, 2
     for mode, gates in GATE_COUNT.items():
         weights = [tuple(rng.standard_normal(shape).astype(dtype) for shape in
-                         ((gates * hidden, input_size), (gates * hidden, hidden), (gates * hidden,), (gates * hidden,)))]
+                         ((gates * hidden, input_size), (gates * hidden, hidden), (gates * hidden,), (gates * hidden,)))
+                   for _ in range(2)]
         for batch in (1, int(config.RECURRENT_BLAS_MIN_BATCH)):
             x = rng.standard_normal((seq_len, batch, input_size)).astype(dtype)
-            out, _, _, ctx = functional.rnn_sequence(x, None, weights, mode, keep=True, backend=backend)
-            functional.rnn_sequence_backward(ctx, out)
+            for directions in (1, 2):
+                out, _, _, ctx = functional.rnn_sequence(x, None, weights[:directions], mode,
+                                                         bidirectional=directions == 2, keep=True, backend=backend)
+                functional.rnn_sequence_backward(ctx, out)
 
 
 __all__ = [

@@ -49,3 +49,25 @@ def test_gemm_small_propagates_nan_and_inf():
     c = np.zeros((6, 16), np.float32)
     gemm_small(6, 16, 4, a.ravel(), 4, 1, b.ravel(), 16, c.ravel(), 16, False)
     np.testing.assert_array_equal(c, np.ones((6, 4), np.float32) @ b)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_registered_copy_matches_and_checks_extents(dtype):
+    """gemm_small_external (what the recurrent kernels call) runs the registered compiled copy, and refuses
+    operand views shorter than the product needs instead of reading past them."""
+    from fastml.kernels._jit import njit
+    from fastml.kernels.cpu import _tile
+
+    _tile.register(dtype)
+
+    @njit
+    def product(m, n, k, a, b, c):
+        _tile.gemm_small_external(m, n, k, a, k, 1, b, n, c, n, False)
+
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((7, 13)).astype(dtype), rng.standard_normal((13, 20)).astype(dtype)
+    c = np.empty((7, 20), dtype)
+    product(7, 20, 13, a.ravel(), b.ravel(), c.ravel())
+    np.testing.assert_allclose(c, a @ b, rtol=1e-5, atol=1e-5)
+    with pytest.raises(IndexError, match="shorter than its extent"):
+        product(7, 20, 13, a.ravel()[1:], b.ravel(), c.ravel())

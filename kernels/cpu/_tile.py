@@ -25,10 +25,15 @@ Columns not covered by whole tiles take 1-vector tiles, then a scalar loop.
 """
 from __future__ import annotations
 
+import threading
+
+import llvmlite.binding
+import numba
+import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 from .. import config
 from .._jit import njit
@@ -195,3 +200,72 @@ def gemm_small(m, n, k, a, a_row, a_col, b, ldb, c, ldc, accumulate):
                     for kk in range(k0, k0 + kc):
                         total += a[i * a_row + kk * a_col] * b[kk * ldb + j]
                     c[i * ldc + j] = total
+
+
+# --- one compiled copy, called by name ----------------------------------------------------------
+# Numba links a callee's LLVM IR into every caller's library and re-optimises and re-codegens it
+# there, so the recurrent kernels calling gemm_small through a few helper levels each paid its
+# compile time again (a cold fastml.warmup() went from 86 to 166 s). Instead gemm_small is compiled
+# once per dtype as a C callback (cached on disk like the kernels), its address registered in the
+# process's symbol table under a fixed name, and kernels call it as an external function: what
+# _blas.py does for OpenBLAS, and cache=True keeps working (no address in the compiled code).
+_SYMBOLS = {types.float32: "fastml_gemm_small_float32", types.float64: "fastml_gemm_small_float64"}
+_registered: dict = {}
+_register_lock = threading.Lock()
+
+
+def _signature(dtype):
+    ptr = types.CPointer(dtype)
+    return types.void(types.intp, types.intp, types.intp, ptr, types.intp, types.intp, ptr, types.intp, ptr,
+                      types.intp, types.boolean)
+
+
+@njit
+def _extent(rows, cols, row_stride, col_stride):
+    """Elements from an operand's first to its last element, inclusive (0 when it is empty)."""
+    if rows == 0 or cols == 0:
+        return 0
+    return (rows - 1) * row_stride + (cols - 1) * col_stride + 1
+
+
+def _entry(m, n, k, a, a_row, a_col, b, ldb, c, ldc, accumulate):
+    """gemm_small on raw pointers: the body of the registered C callbacks."""
+    gemm_small(m, n, k, numba.carray(a, _extent(m, k, a_row, a_col)), a_row, a_col,
+               numba.carray(b, _extent(k, n, ldb, 1)), ldb, numba.carray(c, _extent(m, n, ldc, 1)), ldc, accumulate)
+
+
+def register(dtype) -> None:
+    """Compile (or load) the C-callable gemm_small for ``dtype`` and register it by name; idempotent.
+
+    Must run before any kernel calling :func:`gemm_small_external` on that
+    dtype is compiled or loaded from the cache; the recurrent entry points
+    call it first.
+    """
+    symbol = _SYMBOLS[numba.from_dtype(np.dtype(dtype))]
+    if symbol in _registered:
+        return
+    with _register_lock:
+        if symbol not in _registered:
+            compiled = numba.cfunc(_signature(numba.from_dtype(np.dtype(dtype))), cache=True)(_entry)
+            llvmlite.binding.add_symbol(symbol, compiled.address)
+            _registered[symbol] = compiled  # keeps the code alive
+
+
+_EXTERNAL = {dtype: types.ExternalFunction(symbol, _signature(dtype)) for dtype, symbol in _SYMBOLS.items()}
+
+
+def gemm_small_external(m, n, k, a, a_row, a_col, b, ldb, c, ldc, accumulate):
+    """:func:`gemm_small`, as a call of its one registered compiled copy (see :func:`register`)."""
+
+
+@overload(gemm_small_external)
+def _gemm_small_external_impl(m, n, k, a, a_row, a_col, b, ldb, c, ldc, accumulate):
+    call = _EXTERNAL[a.dtype]
+
+    def impl(m, n, k, a, a_row, a_col, b, ldb, c, ldc, accumulate):
+        if (a.size < _extent(m, k, a_row, a_col) or b.size < _extent(k, n, ldb, 1)
+                or c.size < _extent(m, n, ldc, 1)):
+            raise IndexError("gemm_small: an operand view is shorter than its extent")
+        call(m, n, k, a.ctypes, a_row, a_col, b.ctypes, ldb, c.ctypes, ldc, accumulate)
+
+    return impl

@@ -40,10 +40,11 @@ from ..reference.recurrent import (
     LSTM_I,
     LSTM_O,
 )
+from . import _tile
 from ._blas import N as BLAS_N
 from ._blas import T as BLAS_T
 from ._blas import gemm, parallel_workers, run_parallel
-from ._tile import gemm_small
+from ._tile import gemm_small_external
 
 
 # --- activations -------------------------------------------------------------------------------
@@ -589,7 +590,7 @@ def _rows_times_block(weights, r0, rows, zmat, zb, z_row0, out, out_row0, accumu
     """out[out_row0 : out_row0 + rows] (+)= weights[r0 : r0 + rows] @ zmat[zb, z_row0 : z_row0 + weights.shape[1]]."""
     if rows > 0:
         batch, cols = out.shape[1], weights.shape[1]
-        gemm_small(rows, batch, cols, weights.ravel()[r0 * cols:], cols, 1, zmat[zb].ravel()[z_row0 * batch:],
+        gemm_small_external(rows, batch, cols, weights.ravel()[r0 * cols:], cols, 1, zmat[zb].ravel()[z_row0 * batch:],
                    batch, out.ravel()[out_row0 * batch:], batch, accumulate)
 
 
@@ -756,8 +757,8 @@ def _pull(w_hh, j0, j1, grad, out):
     if j1 > j0:
         rows, hidden = w_hh.shape
         batch = grad.shape[1]
-        gemm_small(j1 - j0, batch, rows, w_hh.ravel()[j0:], 1, hidden, grad.ravel(), batch, out.ravel()[j0 * batch:],
-                   batch, False)
+        gemm_small_external(j1 - j0, batch, rows, w_hh.ravel()[j0:], 1, hidden, grad.ravel(), batch,
+                            out.ravel()[j0 * batch:], batch, False)
 
 
 @njit
@@ -1040,6 +1041,7 @@ def _masks(seq_len, lengths):
 
 
 def _forward_batched(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, keep):
+    _tile.register(x.dtype)
     x = np.ascontiguousarray(x)
     workers = parallel_workers()
     arrays = _batched_direction(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, keep)
@@ -1064,6 +1066,7 @@ def recurrent_forward_bidirectional(mode, x, forward, backward, lengths, keep):
     if not _use_batched(mode, batch) or parallel_workers() != 2:
         return tuple(recurrent_forward(mode, x, *args, lengths, reverse, keep)
                      for reverse, args in ((False, forward), (True, backward)))
+    _tile.register(x.dtype)
     x = np.ascontiguousarray(x)
     arrays = [_batched_direction(mode, x, *args, reverse, keep)
               for reverse, args in ((False, forward), (True, backward))]
@@ -1075,6 +1078,7 @@ def recurrent_forward_bidirectional(mode, x, forward, backward, lengths, keep):
 
 def _backward_batched(saved, grad_out, grad_h_n, grad_c_n, bptt_steps):
     _, mode, w_hh, w_ih, workers, bounds, zmat, cells, gates, hidden_n, active, full, reverse = saved
+    _tile.register(zmat.dtype)
     seq_len, batch = active.shape
     hidden, input_size = w_ih.shape[0] // GATE_COUNT[mode], w_ih.shape[1]
     dtype = zmat.dtype
