@@ -47,6 +47,13 @@ Machine of record: 2-core AMD EPYC (AVX2 + FMA), float32, 2 threads; see
 #       c fwd 26.7/27.8 -> 25.8/27.0, e fwd 3.32/3.51 -> 3.10/3.25, c bwd 54.9 -> 53.0.
 #       Column stride 1: one fill for everything between two data rows (51 -> 36
 #       us per image); conv b backward 3.76/5.26 -> 3.33/5.02, a 4.10/4.18 -> 3.88/3.99.
+#   register-blocked tiles (kernels/cpu/_tile.py conv_tiles; stride 1, one group, >= 6
+#       output channels) instead of the pass-per-kernel-row kernel, float32, 2 threads:
+#       kernel alone min 0.87 -> 0.74 ms (a) and 1.11 -> 0.92 ms (b) once the kernel-width
+#       loop was unrolled for 3 and 5 and 32 channels split 6,6,6,6,4,4 (not ...,6,2);
+#       benchmark medians vs PyTorch in its own process (2 rounds): fwd a 0.56-0.64 -> 0.96-1.00,
+#       b 0.57-0.67 -> 1.12-1.16. The tiles run ~57 (a, 25 taps per tile call) and ~78 (b)
+#       GFLOP/s per core; the rest is padding, the per-image copy in and the scatter out.
 #   NaN/Inf check of the backward (_all_finite of x and weight, one serial pass):
 #       0.47 ms cold on conv c/d's 8 MiB input, 0.8% / 1.3% of their backward.
 # Where the time goes (2 threads unless said): the direct kernel's inner loop

@@ -50,6 +50,11 @@ GEOMETRIES = [
     pytest.param(((1, 2, 4, 4), (2, 2, 4, 4), (1, 1), (0, 0, 0, 0), (1, 1), 1), id="kernel-covers-input"),
     # 5 output channels per group, 3x3, column stride 1: the direct kernel's pair + three-channel block
     pytest.param(((2, 4, 7, 6), (10, 2, 3, 3), (2, 1), (1, 1, 0, 1), (1, 1), 2), id="odd-out-channels"),
+    # stride 1, one group, >= 6 output channels: the direct path's register-blocked tiles (6 + 6 + 1
+    # channels; padded-width columns not a multiple of the tile width; asymmetric padding)
+    pytest.param(((3, 2, 9, 11), (13, 2, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1), id="tiled-13-out"),
+    pytest.param(((2, 1, 12, 12), (8, 1, 5, 5), (1, 1), (0, 0, 0, 0), (1, 1), 1), id="tiled-5x5-C1"),
+    pytest.param(((2, 3, 6, 5), (7, 3, 3, 2), (1, 1), (1, 0, 2, 1), (1, 1), 1), id="tiled-asym-pad"),
 ]
 
 

@@ -71,3 +71,33 @@ def test_registered_copy_matches_and_checks_extents(dtype):
     np.testing.assert_allclose(c, a @ b, rtol=1e-5, atol=1e-5)
     with pytest.raises(IndexError, match="shorter than its extent"):
         product(7, 20, 13, a.ravel()[1:], b.ravel(), c.ravel())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k_out,channels,kh,kw", [(1, 1, 1, 1), (6, 2, 3, 3), (13, 3, 3, 3), (32, 1, 5, 5),
+                                                  (8, 2, 2, 4), (7, 1, 4, 2)])
+def test_conv_tiles_match_numpy(k_out, channels, kh, kw, dtype):
+    """conv_tiles: every (channel, kernel row, kernel column) tap of each output column, for the unrolled
+    kernel widths (3, 5), the general loop, and every tail of output-channel blocks."""
+    from fastml.kernels.cpu._tile import _row_blocks, conv_tiles, conv_width_multiple
+
+    rng = np.random.default_rng(k_out * 7 + kw)
+    wide = conv_width_multiple(np.zeros(1, dtype))
+    width, row = 3 * wide, 11
+    plane = width + (kh - 1) * row + kw
+    xp = rng.standard_normal(channels * plane).astype(dtype)
+    weight = rng.standard_normal((k_out, channels * kh * kw)).astype(dtype)
+    ext = np.full((k_out, width + 5), 7.0, dtype)
+    conv_tiles(k_out, width, channels, kh, kw, weight, xp, plane, row, ext)
+    planes = xp.reshape(channels, plane).astype(np.float64)
+    w = weight.reshape(k_out, channels, kh, kw).astype(np.float64)
+    expected = np.zeros((k_out, width))
+    for c in range(channels):
+        for r in range(kh):
+            for s in range(kw):
+                expected += w[:, c, r, s, None] * planes[c, r * row + s:r * row + s + width][None, :]
+    tol = (2e-6 if dtype == np.float32 else 1e-14) * 4 * (channels * kh * kw) ** 0.5
+    np.testing.assert_allclose(ext[:, :width], expected, rtol=tol, atol=tol)
+    np.testing.assert_array_equal(ext[:, width:], 7.0)
+    starts = _row_blocks(k_out)
+    assert starts[0] == 0 and starts[-1] == k_out and np.all(np.diff(starts) >= 1) and np.all(np.diff(starts) <= 6)

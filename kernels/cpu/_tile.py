@@ -269,3 +269,179 @@ def _gemm_small_external_impl(m, n, k, a, a_row, a_col, b, ldb, c, ldc, accumula
         call(m, n, k, a.ctypes, a_row, a_col, b.ctypes, ldb, c.ctypes, ldc, accumulate)
 
     return impl
+
+
+# --- convolution tiles: the reduction runs over (channel, kernel row, kernel column) -------------
+def _make_conv_tile(rows: int, vectors: int, fixed_kw=None):
+    """Intrinsic ``conv(channels, kh, kw, a, a_row, b, b_channel, b_row, c, ldc)``.
+
+    c[i*ldc + q] = sum over (ch, r, s) of a[i*a_row + (ch*kh + r)*kw + s] * b[ch*b_channel + r*b_row + s + q]
+    for i < rows, q < vectors*lanes: ``rows`` output channels of a stride-1
+    convolution at ``vectors*lanes`` adjacent positions of the padded-width
+    plane (``b`` is the padded input, one plane per channel). Every
+    accumulator stays in a register for the whole reduction. With
+    ``fixed_kw`` the kernel-column loop is unrolled for that width (the
+    caller passes kw == fixed_kw): a runtime 3- or 5-trip loop cost a third
+    of the tile's time.
+    """
+
+    @intrinsic
+    def conv(typingctx, channels, kh, kw, a, a_row, b, b_channel, b_row, c, ldc):
+        if not (isinstance(a, types.Array) and a.dtype in (types.float32, types.float64)
+                and b == a and c == a):
+            return None
+        sig = types.void(types.intp, types.intp, types.intp, a, types.intp, a, types.intp, types.intp, a, types.intp)
+
+        def codegen(context, builder, signature, args):
+            channels, kh, kw, a, a_row, b, b_channel, b_row, c, ldc = args
+            array = signature.args[3]
+            element = context.get_data_type(array.dtype)
+            lanes = _lanes(array.dtype)
+            vector = ir.VectorType(element, lanes)
+            align = array.dtype.bitwidth // 8
+            a_ptr, b_ptr, c_ptr = (context.make_array(array)(context, builder, value).data for value in (a, b, c))
+            fmuladd = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vector, [vector] * 3),
+                                                     f"llvm.fmuladd.v{lanes}f{array.dtype.bitwidth}")
+            intp = context.get_value_type(types.intp)
+            undefined = ir.Constant(vector, ir.Undefined)
+            splat_mask = ir.Constant(ir.VectorType(ir.IntType(32), lanes), None)
+
+            def const(value):
+                return ir.Constant(intp, value)
+
+            def vector_ptr(base, offset):
+                return builder.bitcast(builder.gep(base, [offset]), vector.as_pointer())
+
+            acc = [[cgutils.alloca_once(builder, vector) for _ in range(vectors)] for _ in range(rows)]
+            for row in acc:
+                for slot in row:
+                    builder.store(ir.Constant(vector, None), slot)
+            with cgutils.for_range(builder, channels) as by_channel:
+                ch = by_channel.index
+                with cgutils.for_range(builder, kh) as by_row:
+                    r = by_row.index
+                    b_base = builder.add(builder.mul(ch, b_channel), builder.mul(r, b_row))
+                    k_base = builder.mul(builder.add(builder.mul(ch, kh), r), kw)
+                    def tap(s):
+                        b_at = builder.add(b_base, s)
+                        k = builder.add(k_base, s)
+                        b_vectors = [builder.load(vector_ptr(b_ptr, builder.add(b_at, const(v * lanes))), align=align)
+                                     for v in range(vectors)]
+                        for i in range(rows):
+                            scalar = builder.load(builder.gep(a_ptr, [builder.add(builder.mul(const(i), a_row), k)]))
+                            broadcast = builder.shuffle_vector(
+                                builder.insert_element(undefined, scalar, ir.Constant(ir.IntType(32), 0)), undefined,
+                                splat_mask)
+                            for v in range(vectors):
+                                total = builder.call(fmuladd, [broadcast, b_vectors[v], builder.load(acc[i][v])])
+                                builder.store(total, acc[i][v])
+
+                    if fixed_kw is None:
+                        with cgutils.for_range(builder, kw) as by_column:
+                            tap(by_column.index)
+                    else:
+                        for s in range(fixed_kw):
+                            tap(const(s))
+            for i in range(rows):
+                for v in range(vectors):
+                    target = vector_ptr(c_ptr, builder.add(builder.mul(const(i), ldc), const(v * lanes)))
+                    builder.store(builder.load(acc[i][v]), target, align=align)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return conv
+
+
+# _conv<kw>_<rows>: kernel width 3, 5 or any (0), 1..6 output channels
+_conv0_1, _conv0_2, _conv0_3, _conv0_4, _conv0_5, _conv0_6 = (_make_conv_tile(r, TILE_VECTORS) for r in range(1, 7))
+_conv3_1, _conv3_2, _conv3_3, _conv3_4, _conv3_5, _conv3_6 = (_make_conv_tile(r, TILE_VECTORS, 3) for r in range(1, 7))
+_conv5_1, _conv5_2, _conv5_3, _conv5_4, _conv5_5, _conv5_6 = (_make_conv_tile(r, TILE_VECTORS, 5) for r in range(1, 7))
+
+
+@njit(inline="always")
+def _conv_tile(rows, channels, kh, kw, a, a_row, b, b_channel, b_row, c, ldc):
+    args = (channels, kh, kw, a, a_row, b, b_channel, b_row, c, ldc)
+    if kw == 3:
+        if rows == 6:
+            _conv3_6(*args)
+        elif rows == 5:
+            _conv3_5(*args)
+        elif rows == 4:
+            _conv3_4(*args)
+        elif rows == 3:
+            _conv3_3(*args)
+        elif rows == 2:
+            _conv3_2(*args)
+        else:
+            _conv3_1(*args)
+    elif kw == 5:
+        if rows == 6:
+            _conv5_6(*args)
+        elif rows == 5:
+            _conv5_5(*args)
+        elif rows == 4:
+            _conv5_4(*args)
+        elif rows == 3:
+            _conv5_3(*args)
+        elif rows == 2:
+            _conv5_2(*args)
+        else:
+            _conv5_1(*args)
+    elif rows == 6:
+        _conv0_6(*args)
+    elif rows == 5:
+        _conv0_5(*args)
+    elif rows == 4:
+        _conv0_4(*args)
+    elif rows == 3:
+        _conv0_3(*args)
+    elif rows == 2:
+        _conv0_2(*args)
+    else:
+        _conv0_1(*args)
+
+
+@njit
+def _row_blocks(rows):
+    """Start of each block of at most TILE_ROWS rows; a short last block is evened out with the one before
+    (32 rows: 6, 6, 6, 6, 4, 4 instead of ..., 6, 2: two accumulators per vector can't hide FMA latency)."""
+    count = (rows + TILE_ROWS - 1) // TILE_ROWS
+    starts = np.empty(count + 1, np.int64)
+    for b in range(count):
+        starts[b] = b * TILE_ROWS
+    starts[count] = rows
+    if count >= 2 and rows % TILE_ROWS != 0:
+        tail = TILE_ROWS + rows % TILE_ROWS  # the last two blocks' rows
+        starts[count - 1] = rows - tail // 2
+    return starts
+
+
+@njit
+def conv_width_multiple(x):
+    """Columns per conv tile (``TILE_VECTORS`` vectors of x's dtype): :func:`conv_tiles` widths are multiples."""
+    return TILE_VECTORS * _lanes_of(x)
+
+
+@njit
+def conv_tiles(k_out, width, channels, kh, kw, weight, xp, b_channel, b_row, ext):
+    """ext[k, q] = sum over (c, r, s) of weight[k, c, r, s] * xp[c*b_channel + r*b_row + s + q], q < width.
+
+    weight (k_out, channels*kh*kw) and ext (k_out, >= width) are 2-D C
+    arrays, xp the 1-D padded input; ``width`` a multiple of
+    :func:`conv_width_multiple`, and xp long enough for the last tap of the
+    last column (the caller's padding). Column blocks outside, channel
+    blocks inside: one block of input columns serves every output channel
+    from L1.
+    """
+    wide = conv_width_multiple(xp)
+    taps = weight.shape[1]
+    flat_w, ldc = weight.ravel(), ext.shape[1]
+    flat_out = ext.ravel()
+    starts = _row_blocks(k_out)
+    for j0 in range(0, width, wide):
+        b0 = xp[j0:]
+        for block in range(starts.shape[0] - 1):
+            i0 = starts[block]
+            _conv_tile(starts[block + 1] - i0, channels, kh, kw, flat_w[i0 * taps:], taps, b0, b_channel, b_row,
+                       flat_out[i0 * ldc + j0:], ldc)

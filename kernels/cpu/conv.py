@@ -12,9 +12,13 @@ to NCHW. Algorithms (chosen in ``conv2d_forward``/``conv2d_backward`` from the
 thresholds in ``config.py``, where the measurements are):
 
 * ``direct`` (C/groups <= CONV_DIRECT_MAX_CHANNELS; conv a, b): no BLAS. prange
-  over images; per image, two output channels at a time, each pass over the
-  contiguous plane adds a whole kernel row of taps (``_row_taps``), so every
-  store carries 2*S multiply-adds. Backward for stride 1: grad_input is the
+  over images. Forward with stride 1, dilation 1, one group and at least
+  ``TILE_ROWS`` output channels (conv a, b): register-blocked tiles of 6
+  output channels by 16 (float32) columns that keep their sums in registers
+  over every (channel, kernel row, kernel column) tap (``_tiled_forward``,
+  ``_tile.conv_tiles``). Otherwise, per image, two output channels at a
+  time, each pass over the contiguous plane adds a whole kernel row of taps
+  (``_row_taps``), so every store carries 2*S multiply-adds. Backward for stride 1: grad_input is the
   same kernel run as a transposed conv (flipped, transposed weight),
   grad_weight is register-blocked dot products (``_row_dots``) into per-worker
   accumulators.
@@ -51,6 +55,7 @@ from ._blas import T as _T
 from ._blas import blas_threads as _blas_threads
 from ._blas import gemm as _gemm
 from ._blas import run_parallel as _run_parallel
+from ._tile import TILE_ROWS, conv_tiles, conv_width_multiple
 
 # ---------------------------------------------------------------------------
 # Layout helpers (serial; memory-bound copies).
@@ -358,6 +363,41 @@ def _direct_forward(x, weight, bias, has_bias, sh, sw, pt, pl, dh, dw, groups, h
                     dst = out[image, k + kk, i]
                     for j in range(ow):
                         dst[j] = src[j] + shift
+
+
+# Tiled direct kernel (stride 1, dilation 1, one group, at least TILE_ROWS output channels; conv a,
+# b forward): per image the zero-padded input planes, then register-blocked tiles of TILE_ROWS
+# output channels by TILE_VECTORS SIMD vectors of padded-width columns, each tile summing every
+# (channel, kernel row, kernel column) tap with its accumulators in registers (_tile.conv_tiles;
+# the pass-per-kernel-row kernel above stores and reloads its sums every kernel row).
+
+
+@njit(parallel=True)
+def _tiled_forward(x, weight, bias, has_bias, pt, pl, hq, wq, out):
+    n, channels, height, in_w = x.shape
+    k_out, _, kh, kw = weight.shape
+    oh, ow = out.shape[2], out.shape[3]
+    wide = conv_width_multiple(x)
+    used = (oh - 1) * wq + ow
+    width = (used + wide - 1) // wide * wide  # whole tiles: the extra columns are garbage, dropped below
+    plane = hq * wq + wide  # room for the extra columns' taps
+    taps = weight.reshape(k_out, channels * kh * kw)
+    zero = x.dtype.type(0)
+    for image in prange(n):
+        xp = np.empty(channels * plane, x.dtype)
+        _fill(xp, zero)
+        for c in range(channels):
+            for i in range(height):
+                _copy(xp[c * plane + (i + pt) * wq + pl:c * plane + (i + pt) * wq + pl + in_w], x[image, c, i])
+        ext = np.empty((k_out, width), x.dtype)
+        conv_tiles(k_out, width, channels, kh, kw, taps, xp, plane, wq, ext)
+        for k in range(k_out):
+            shift = bias[k] if has_bias else zero
+            for i in range(oh):
+                src = ext[k, i * wq:i * wq + ow]
+                dst = out[image, k, i]
+                for j in range(ow):
+                    dst[j] = src[j] + shift
 
 
 @njit(fastmath={"contract", "reassoc"})
@@ -870,7 +910,11 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups, out_size)
     out = np.empty((x.shape[0], k_out) + tuple(out_size), dtype=x.dtype)
     if _use_direct(x, weight, out_size):
         hq, wq = _phase_geometry(x.shape, stride, padding)
-        _direct_forward(x, weight, bias_arr, has_bias, sh, sw, pt, pl, dh, dw, groups, hq, wq, out)
+        if (sh, sw, dh, dw, groups) == (1, 1, 1, 1, 1) and k_out >= TILE_ROWS:
+            _tiled_forward(np.ascontiguousarray(x), np.ascontiguousarray(weight), bias_arr, has_bias, pt, pl, hq, wq,
+                           out)
+        else:
+            _direct_forward(x, weight, bias_arr, has_bias, sh, sw, pt, pl, dh, dw, groups, hq, wq, out)
         return out
     lowered = _use_lowered(c_group)
     columns = x.shape[1] * sh * sw + k_out // groups + (c_group * kh * kw if lowered else 0)
