@@ -46,6 +46,63 @@ def _lanes(dtype) -> int:
     return VECTOR_BYTES * 8 // dtype.bitwidth
 
 
+class _Emitter:
+    """The LLVM IR every tile shares: ``rows x vectors`` vector accumulators (allocas, promoted to
+    registers by mem2reg), the broadcast-multiply-add step, and the final store of the sums."""
+
+    def __init__(self, context, builder, array, rows, vectors):
+        self.context, self.builder, self.array = context, builder, array
+        self.rows, self.vectors = rows, vectors
+        self.lanes = _lanes(array.dtype)
+        self.vector = ir.VectorType(context.get_data_type(array.dtype), self.lanes)
+        self.align = array.dtype.bitwidth // 8
+        self.intp = context.get_value_type(types.intp)
+        self.fmuladd = cgutils.get_or_insert_function(builder.module, ir.FunctionType(self.vector, [self.vector] * 3),
+                                                      f"llvm.fmuladd.v{self.lanes}f{array.dtype.bitwidth}")
+        self.acc = [[cgutils.alloca_once(builder, self.vector) for _ in range(vectors)] for _ in range(rows)]
+        for row in self.acc:
+            for slot in row:
+                builder.store(ir.Constant(self.vector, None), slot)
+
+    def const(self, value):
+        return ir.Constant(self.intp, value)
+
+    def data(self, value):
+        """Pointer to the first element of an array argument."""
+        return self.context.make_array(self.array)(self.context, self.builder, value).data
+
+    def _vector_ptr(self, base, offset):
+        return self.builder.bitcast(self.builder.gep(base, [offset]), self.vector.as_pointer())
+
+    def multiply_add(self, a_ptr, a_index, b_ptr, b_offset):
+        """acc[i][v] += a[a_index(i)] * b[b_offset + v*lanes : ... + lanes] for every row i and vector v."""
+        builder, lanes = self.builder, self.lanes
+        b_vectors = [builder.load(self._vector_ptr(b_ptr, builder.add(b_offset, self.const(v * lanes))),
+                                  align=self.align) for v in range(self.vectors)]
+        undefined = ir.Constant(self.vector, ir.Undefined)
+        splat = ir.Constant(ir.VectorType(ir.IntType(32), lanes), None)
+        for i in range(self.rows):
+            scalar = builder.load(builder.gep(a_ptr, [a_index(i)]))
+            broadcast = builder.shuffle_vector(builder.insert_element(undefined, scalar, ir.Constant(ir.IntType(32), 0)),
+                                               undefined, splat)
+            for v in range(self.vectors):
+                slot = self.acc[i][v]
+                builder.store(builder.call(self.fmuladd, [broadcast, b_vectors[v], builder.load(slot)]), slot)
+
+    def store(self, c_ptr, ldc, accumulate=None):
+        """c[i*ldc + v*lanes ...] = acc[i][v] (+ what c held, where the i1 ``accumulate`` is true)."""
+        builder = self.builder
+        for i in range(self.rows):
+            c_row = builder.mul(self.const(i), ldc)
+            for v in range(self.vectors):
+                target = self._vector_ptr(c_ptr, builder.add(c_row, self.const(v * self.lanes)))
+                slot = self.acc[i][v]
+                if accumulate is not None:
+                    with builder.if_then(accumulate):
+                        builder.store(builder.fadd(builder.load(slot), builder.load(target, align=self.align)), slot)
+                builder.store(builder.load(slot), target, align=self.align)
+
+
 def _make_tile(rows: int, vectors: int):
     """Intrinsic ``tile(depth, a, a_row, a_col, b, ldb, c, ldc, accumulate)``: c[rows, vectors*lanes] (+)= a @ b.
 
@@ -63,51 +120,13 @@ def _make_tile(rows: int, vectors: int):
 
         def codegen(context, builder, signature, args):
             depth, a, a_row, a_col, b, ldb, c, ldc, accumulate = args
-            array = signature.args[1]
-            element = context.get_data_type(array.dtype)
-            lanes = _lanes(array.dtype)
-            vector = ir.VectorType(element, lanes)
-            align = array.dtype.bitwidth // 8
-            a_ptr, b_ptr, c_ptr = (context.make_array(array)(context, builder, value).data for value in (a, b, c))
-            suffix = f"v{lanes}f{array.dtype.bitwidth}"
-            fmuladd = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vector, [vector] * 3),
-                                                     "llvm.fmuladd." + suffix)
-            intp = context.get_value_type(types.intp)
-            undefined = ir.Constant(vector, ir.Undefined)
-            splat_mask = ir.Constant(ir.VectorType(ir.IntType(32), lanes), None)
-
-            def const(value):
-                return ir.Constant(intp, value)
-
-            def vector_at(base, offset):
-                return builder.bitcast(builder.gep(base, [offset]), vector.as_pointer())
-
-            acc = [[cgutils.alloca_once(builder, vector) for _ in range(vectors)] for _ in range(rows)]
-            for row in acc:
-                for slot in row:
-                    builder.store(ir.Constant(vector, None), slot)
+            emit = _Emitter(context, builder, signature.args[1], rows, vectors)
+            a_ptr, b_ptr, c_ptr = emit.data(a), emit.data(b), emit.data(c)
             with cgutils.for_range(builder, depth) as loop:
-                k = loop.index
-                b_row = builder.mul(k, ldb)
-                b_vectors = [builder.load(vector_at(b_ptr, builder.add(b_row, const(v * lanes))), align=align)
-                             for v in range(vectors)]
-                a_k = builder.mul(k, a_col)
-                for i in range(rows):
-                    scalar = builder.load(builder.gep(a_ptr, [builder.add(builder.mul(const(i), a_row), a_k)]))
-                    broadcast = builder.shuffle_vector(
-                        builder.insert_element(undefined, scalar, ir.Constant(ir.IntType(32), 0)), undefined,
-                        splat_mask)
-                    for v in range(vectors):
-                        total = builder.call(fmuladd, [broadcast, b_vectors[v], builder.load(acc[i][v])])
-                        builder.store(total, acc[i][v])
-            for i in range(rows):
-                c_row = builder.mul(const(i), ldc)
-                for v in range(vectors):
-                    target = vector_at(c_ptr, builder.add(c_row, const(v * lanes)))
-                    with builder.if_then(accumulate):
-                        builder.store(builder.fadd(builder.load(acc[i][v]), builder.load(target, align=align)),
-                                      acc[i][v])
-                    builder.store(builder.load(acc[i][v]), target, align=align)
+                a_k = builder.mul(loop.index, a_col)
+                emit.multiply_add(a_ptr, lambda i: builder.add(builder.mul(emit.const(i), a_row), a_k),
+                                  b_ptr, builder.mul(loop.index, ldb))
+            emit.store(c_ptr, ldc, accumulate)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -294,58 +313,27 @@ def _make_conv_tile(rows: int, vectors: int, fixed_kw=None):
 
         def codegen(context, builder, signature, args):
             channels, kh, kw, a, a_row, b, b_channel, b_row, c, ldc = args
-            array = signature.args[3]
-            element = context.get_data_type(array.dtype)
-            lanes = _lanes(array.dtype)
-            vector = ir.VectorType(element, lanes)
-            align = array.dtype.bitwidth // 8
-            a_ptr, b_ptr, c_ptr = (context.make_array(array)(context, builder, value).data for value in (a, b, c))
-            fmuladd = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vector, [vector] * 3),
-                                                     f"llvm.fmuladd.v{lanes}f{array.dtype.bitwidth}")
-            intp = context.get_value_type(types.intp)
-            undefined = ir.Constant(vector, ir.Undefined)
-            splat_mask = ir.Constant(ir.VectorType(ir.IntType(32), lanes), None)
-
-            def const(value):
-                return ir.Constant(intp, value)
-
-            def vector_ptr(base, offset):
-                return builder.bitcast(builder.gep(base, [offset]), vector.as_pointer())
-
-            acc = [[cgutils.alloca_once(builder, vector) for _ in range(vectors)] for _ in range(rows)]
-            for row in acc:
-                for slot in row:
-                    builder.store(ir.Constant(vector, None), slot)
+            emit = _Emitter(context, builder, signature.args[3], rows, vectors)
+            a_ptr, b_ptr, c_ptr = emit.data(a), emit.data(b), emit.data(c)
             with cgutils.for_range(builder, channels) as by_channel:
                 ch = by_channel.index
                 with cgutils.for_range(builder, kh) as by_row:
                     r = by_row.index
                     b_base = builder.add(builder.mul(ch, b_channel), builder.mul(r, b_row))
                     k_base = builder.mul(builder.add(builder.mul(ch, kh), r), kw)
+
                     def tap(s):
-                        b_at = builder.add(b_base, s)
                         k = builder.add(k_base, s)
-                        b_vectors = [builder.load(vector_ptr(b_ptr, builder.add(b_at, const(v * lanes))), align=align)
-                                     for v in range(vectors)]
-                        for i in range(rows):
-                            scalar = builder.load(builder.gep(a_ptr, [builder.add(builder.mul(const(i), a_row), k)]))
-                            broadcast = builder.shuffle_vector(
-                                builder.insert_element(undefined, scalar, ir.Constant(ir.IntType(32), 0)), undefined,
-                                splat_mask)
-                            for v in range(vectors):
-                                total = builder.call(fmuladd, [broadcast, b_vectors[v], builder.load(acc[i][v])])
-                                builder.store(total, acc[i][v])
+                        emit.multiply_add(a_ptr, lambda i: builder.add(builder.mul(emit.const(i), a_row), k),
+                                          b_ptr, builder.add(b_base, s))
 
                     if fixed_kw is None:
                         with cgutils.for_range(builder, kw) as by_column:
                             tap(by_column.index)
                     else:
                         for s in range(fixed_kw):
-                            tap(const(s))
-            for i in range(rows):
-                for v in range(vectors):
-                    target = vector_ptr(c_ptr, builder.add(builder.mul(const(i), ldc), const(v * lanes)))
-                    builder.store(builder.load(acc[i][v]), target, align=align)
+                            tap(emit.const(s))
+            emit.store(c_ptr, ldc)
             return context.get_dummy_value()
 
         return sig, codegen
