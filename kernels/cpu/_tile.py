@@ -175,6 +175,21 @@ def _tile(wide, rows, kc, a, a_row, a_col, b, ldb, c, ldc, add):
 
 
 @njit
+def _row_blocks(rows):
+    """Start of each block of at most TILE_ROWS rows; a short last block is evened out with the one before
+    (32 rows: 6, 6, 6, 6, 4, 4 instead of ..., 6, 2: two accumulators per vector can't hide FMA latency)."""
+    count = (rows + TILE_ROWS - 1) // TILE_ROWS
+    starts = np.empty(count + 1, np.int64)
+    for b in range(count):
+        starts[b] = b * TILE_ROWS
+    starts[count] = rows
+    if count >= 2 and rows % TILE_ROWS != 0:
+        tail = TILE_ROWS + rows % TILE_ROWS  # the last two blocks' rows
+        starts[count - 1] = rows - tail // 2
+    return starts
+
+
+@njit
 def _lanes_of(a):
     return VECTOR_BYTES // a.itemsize
 
@@ -200,18 +215,20 @@ def gemm_small(m, n, k, a, a_row, a_col, b, ldb, c, ldc, accumulate):
                 for j in range(n):
                     c[i * ldc + j] = 0
         return
+    starts = _row_blocks(m)
     for k0 in range(0, k, depth_block):
         kc = min(depth_block, k - k0)
         add = accumulate or k0 > 0
         a0 = a[k0 * a_col:]
-        for j0 in range(0, vector_cols, lanes):
-            if j0 < wide_cols and j0 % wide != 0:
-                continue  # inside a wide tile
+        j0 = 0
+        while j0 < vector_cols:  # wide tiles, then one-vector tiles
             is_wide = j0 < wide_cols
             b0 = b[k0 * ldb + j0:]
-            for i0 in range(0, m, TILE_ROWS):
-                _tile(is_wide, min(TILE_ROWS, m - i0), kc, a0[i0 * a_row:], a_row, a_col, b0, ldb,
+            for block in range(starts.shape[0] - 1):
+                i0 = starts[block]
+                _tile(is_wide, starts[block + 1] - i0, kc, a0[i0 * a_row:], a_row, a_col, b0, ldb,
                       c[i0 * ldc + j0:], ldc, add)
+            j0 += wide if is_wide else lanes
         if vector_cols < n:
             for i in range(m):
                 for j in range(vector_cols, n):
@@ -260,12 +277,13 @@ def register(dtype) -> None:
     dtype is compiled or loaded from the cache; the recurrent entry points
     call it first.
     """
-    symbol = _SYMBOLS[numba.from_dtype(np.dtype(dtype))]
+    element = numba.from_dtype(np.dtype(dtype))
+    symbol = _SYMBOLS[element]
     if symbol in _registered:
         return
     with _register_lock:
         if symbol not in _registered:
-            compiled = numba.cfunc(_signature(numba.from_dtype(np.dtype(dtype))), cache=True)(_entry)
+            compiled = numba.cfunc(_signature(element), cache=True)(_entry)
             llvmlite.binding.add_symbol(symbol, compiled.address)
             _registered[symbol] = compiled  # keeps the code alive
 
@@ -388,21 +406,6 @@ def _conv_tile(rows, channels, kh, kw, a, a_row, b, b_channel, b_row, c, ldc):
         _conv0_2(*args)
     else:
         _conv0_1(*args)
-
-
-@njit
-def _row_blocks(rows):
-    """Start of each block of at most TILE_ROWS rows; a short last block is evened out with the one before
-    (32 rows: 6, 6, 6, 6, 4, 4 instead of ..., 6, 2: two accumulators per vector can't hide FMA latency)."""
-    count = (rows + TILE_ROWS - 1) // TILE_ROWS
-    starts = np.empty(count + 1, np.int64)
-    for b in range(count):
-        starts[b] = b * TILE_ROWS
-    starts[count] = rows
-    if count >= 2 and rows % TILE_ROWS != 0:
-        tail = TILE_ROWS + rows % TILE_ROWS  # the last two blocks' rows
-        starts[count - 1] = rows - tail // 2
-    return starts
 
 
 @njit

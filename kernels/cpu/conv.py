@@ -356,13 +356,7 @@ def _direct_forward(x, weight, bias, has_bias, sh, sw, pt, pl, dh, dw, groups, h
                         else:
                             _row_taps(ext[0], ext[1], xrow, off, (step_s * dw) // sw, width,
                                       weight[k, c, r, s0::step_s], weight[k1, c, r, s0::step_s], count)
-            for kk in range(size):
-                shift = bias[k + kk] if has_bias else zero
-                for i in range(oh):
-                    src = ext[kk, i * wq:i * wq + ow]
-                    dst = out[image, k + kk, i]
-                    for j in range(ow):
-                        dst[j] = src[j] + shift
+            _scatter_out(ext[:size], image, image + 1, hq, wq, k, bias, has_bias, out)
 
 
 # Tiled direct kernel (stride 1, dilation 1, one group, at least TILE_ROWS output channels; conv a,
@@ -374,7 +368,7 @@ def _direct_forward(x, weight, bias, has_bias, sh, sw, pt, pl, dh, dw, groups, h
 
 @njit(parallel=True)
 def _tiled_forward(x, weight, bias, has_bias, pt, pl, hq, wq, out):
-    n, channels, height, in_w = x.shape
+    n, channels = x.shape[0], x.shape[1]
     k_out, _, kh, kw = weight.shape
     oh, ow = out.shape[2], out.shape[3]
     wide = conv_width_multiple(x)
@@ -382,22 +376,12 @@ def _tiled_forward(x, weight, bias, has_bias, pt, pl, hq, wq, out):
     width = (used + wide - 1) // wide * wide  # whole tiles: the extra columns are garbage, dropped below
     plane = hq * wq + wide  # room for the extra columns' taps
     taps = weight.reshape(k_out, channels * kh * kw)
-    zero = x.dtype.type(0)
     for image in prange(n):
-        xp = np.empty(channels * plane, x.dtype)
-        _fill(xp, zero)
-        for c in range(channels):
-            for i in range(height):
-                _copy(xp[c * plane + (i + pt) * wq + pl:c * plane + (i + pt) * wq + pl + in_w], x[image, c, i])
+        xp = np.empty((channels, 1, plane), x.dtype)  # one stride phase; the padding fill covers the extra room
+        _split_phases(x[image:image + 1], 0, 1, pt, pl, 1, 1, hq, wq, xp)
         ext = np.empty((k_out, width), x.dtype)
-        conv_tiles(k_out, width, channels, kh, kw, taps, xp, plane, wq, ext)
-        for k in range(k_out):
-            shift = bias[k] if has_bias else zero
-            for i in range(oh):
-                src = ext[k, i * wq:i * wq + ow]
-                dst = out[image, k, i]
-                for j in range(ow):
-                    dst[j] = src[j] + shift
+        conv_tiles(k_out, width, channels, kh, kw, taps, xp.ravel(), plane, wq, ext)
+        _scatter_out(ext, image, image + 1, hq, wq, 0, bias, has_bias, out)
 
 
 @njit(fastmath={"contract", "reassoc"})

@@ -640,7 +640,7 @@ def _rnn_step(w_hh, w_ih, bias, zmat, zb, nb, gates_t, j0, j1, kind, act, full, 
 
 @njit
 def _lstm_step(w_hh, w_ih, bias, zmat, cells, zb, nb, gates_t, j0, j1, act, full, out_t):
-    hidden, batch = zmat.shape[1] - w_ih.shape[1] - 1, zmat.shape[2]
+    hidden, batch = w_hh.shape[1], zmat.shape[2]
     size = (j1 - j0) * batch
     for gate in range(4):
         _gate_input(w_hh, w_ih, bias, zmat, zb, gates_t, gate, j0, j1, True)
@@ -989,8 +989,9 @@ def _run(workers, kernel, *args):
         kernel(*args)
 
 
-def _batched_arrays(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, keep):
-    """The arrays of one direction's batched kernel: (w_hh, w_ih, bias, bias_hn, zmat, cells, gates, hidden_n, out)."""
+def _batched_direction(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, keep):
+    """The arrays of one direction's batched kernel, (w_hh, w_ih, bias, bias_hn, zmat, cells, gates, hidden_n, out),
+    with the initial state in place."""
     seq_len, batch, input_size = x.shape
     hidden = h0.shape[1]
     bias = b_ih + b_hh
@@ -1006,18 +1007,11 @@ def _batched_arrays(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, keep):
     gates = np.empty((kept, GATE_COUNT[mode] * hidden, batch), dtype=x.dtype)
     hidden_n = np.empty((kept, hidden, batch) if mode == "gru" else (1, 1, 1), dtype=x.dtype)
     out = np.empty((seq_len, batch, hidden), dtype=x.dtype)
-    return (np.ascontiguousarray(w_hh), np.ascontiguousarray(w_ih), bias, bias_hn, zmat, cells, gates, hidden_n, out)
-
-
-def _batched_direction(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, keep):
-    """(arrays for the kernel, first block): _batched_arrays with the initial state in place."""
-    arrays = _batched_arrays(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, keep)
-    zmat, cells = arrays[4], arrays[5]
-    first = _z_block(x.shape[0] - 1 if reverse else 0, reverse)
-    zmat[first, :h0.shape[1]] = h0.T
+    first = _z_block(seq_len - 1 if reverse else 0, reverse)
+    zmat[first, :hidden] = h0.T
     if mode == "lstm":
         cells[first] = c0.T
-    return arrays
+    return (np.ascontiguousarray(w_hh), np.ascontiguousarray(w_ih), bias, bias_hn, zmat, cells, gates, hidden_n, out)
 
 
 def _batched_result(mode, arrays, workers, active, full, reverse, keep):
@@ -1029,8 +1023,7 @@ def _batched_result(mode, arrays, workers, active, full, reverse, keep):
     c = np.ascontiguousarray(cells[final].T) if mode == "lstm" else None
     saved = None
     if keep:
-        saved = ("batched", mode, w_hh, w_ih, workers, _chunk_bounds(hidden, workers), zmat, cells, gates, hidden_n,
-                 active, full, reverse)
+        saved = ("batched", mode, w_hh, w_ih, workers, zmat, cells, gates, hidden_n, active, full, reverse)
     return out, h, c, saved
 
 
@@ -1077,10 +1070,10 @@ def recurrent_forward_bidirectional(mode, x, forward, backward, lengths, keep):
 
 
 def _backward_batched(saved, grad_out, grad_h_n, grad_c_n, bptt_steps):
-    _, mode, w_hh, w_ih, workers, bounds, zmat, cells, gates, hidden_n, active, full, reverse = saved
+    _, mode, w_hh, w_ih, workers, zmat, cells, gates, hidden_n, active, full, reverse = saved
     _tile.register(zmat.dtype)
     seq_len, batch = active.shape
-    hidden, input_size = w_ih.shape[0] // GATE_COUNT[mode], w_ih.shape[1]
+    hidden, input_size = w_hh.shape[1], w_ih.shape[1]
     dtype = zmat.dtype
     gate_count = GATE_COUNT[mode]
     grad_out = np.ascontiguousarray(grad_out, dtype=dtype)
@@ -1094,8 +1087,8 @@ def _backward_batched(saved, grad_out, grad_h_n, grad_c_n, bptt_steps):
     if mode == "gru":
         grad_h, grad_h_all = np.empty_like(gates), np.empty_like(grad_all)
     sq = np.zeros((workers, seq_len), dtype)
-    _run(workers, _backward_batched_kernel, _KINDS[mode], w_hh, bounds, zmat, cells, gates, hidden_n, active, full,
-         reverse, bptt_steps, grad_out, dh, dc, grad, grad_h, grad_all, grad_h_all, sq)
+    _run(workers, _backward_batched_kernel, _KINDS[mode], w_hh, _chunk_bounds(hidden, workers), zmat, cells, gates,
+         hidden_n, active, full, reverse, bptt_steps, grad_out, dh, dc, grad, grad_h, grad_all, grad_h_all, sq)
     # the GEMM operand [h; x; 1] of every step, columns in time order (step t: t*N .. t*N + N)
     steps = slice(1, None) if reverse else slice(0, seq_len)
     zcols = np.ascontiguousarray(zmat[steps].transpose(1, 0, 2)).reshape(zmat.shape[1], seq_len * batch)
