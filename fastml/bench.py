@@ -6,7 +6,9 @@ nothing), and PyTorch CPU / CUDA as peers when installed. Every callable runs
 once untimed first (JIT compilation, cuDNN autotuning), then the median of
 ``repeats`` timed runs is reported. For CUDA the host->device copy, the kernel
 time (synchronised) and the device->host copy are reported separately, plus
-the end-to-end time of a call on host arrays.
+the end-to-end time of a call on host arrays. PyTorch CUDA runs with TF32
+off (``torch.backends.cudnn.allow_tf32 = False``), so both sides do plain
+float32 arithmetic.
 
 Example:
     fastml bench --quick --ops conv2d,lstm --shapes a,c --json bench.json --plot bench.png
@@ -26,6 +28,9 @@ CONV_SHAPES = {
     "c": ((32, 64, 32, 32), (64, 64, 3, 3), 1, 1),
     "d": ((32, 64, 32, 32), (128, 64, 3, 3), 1, 2),
     "e": ((1, 64, 56, 56), (64, 64, 3, 3), 1, 1),
+    # c and d at batch 256: the shapes of the CUDA targets (cuDNN ratio, cuda vs cpu)
+    "c256": ((256, 64, 32, 32), (64, 64, 3, 3), 1, 1),
+    "d256": ((256, 64, 32, 32), (128, 64, 3, 3), 1, 2),
     "tiny": ((2, 3, 8, 8), (4, 3, 3, 3), 1, 1),
 }
 POOL_SHAPES = {"N32C64": (32, 64, 32, 32), "tiny": (2, 3, 8, 8)}
@@ -191,6 +196,9 @@ def run(ops=None, shapes=None, quick=False, repeats=None):
                 import torch
 
                 device = "cuda" if peer == "torch-cuda" else "cpu"
+                if device == "cuda":  # plain float32 like fastml: no TF32 tensor-core rounding in cuDNN/cuBLAS
+                    torch.backends.cudnn.allow_tf32 = False
+                    torch.backends.cuda.matmul.allow_tf32 = False
                 tensors = [torch.from_numpy(a).to(device) for a in inputs]
                 sync = torch.cuda.synchronize if device == "cuda" else None
                 with torch.no_grad():

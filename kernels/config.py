@@ -180,6 +180,11 @@ CUDA_REDUCE_MAX_BLOCKS = 1024
 # Square tile edge of the shared-memory GEMM (linear, recurrent projections)
 # and of the implicit-GEMM conv2d (weight tile x virtual im2col tile).
 CUDA_GEMM_TILE = 16
+# Threads per block of the recurrent time loop (one block per sequence, the
+# whole sequence in one launch): each thread takes gate rows g, g + threads,
+# ... of the hidden projection, and state elements j, j + threads, ... of the
+# gate arithmetic.
+CUDA_RECURRENT_THREADS = 256
 # conv2d forward: the direct kernel (one thread per output pixel, the output
 # channel's whole (C/groups, R, S) filter staged in shared memory) runs while
 # that filter has at most this many taps; larger filters (many input

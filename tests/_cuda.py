@@ -28,6 +28,7 @@ if SIMULATOR:
     config.CUDA_REDUCE_THREADS = 8
     config.CUDA_GEMM_TILE = 4
     config.CUDA_CONV_DIRECT_THREADS = 16
+    config.CUDA_RECURRENT_THREADS = 4  # fewer threads than gate rows: every thread takes several
 
 
 def host(array):

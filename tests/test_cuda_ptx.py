@@ -56,10 +56,8 @@ def _cases():
         "avg_pool_backward": (pk.avg_pool_backward, (A4,) + (INT,) * 6 + (BOOL, INT, A4)),
         "adaptive_pool": (pk.adaptive_pool, (A4, BOOL, A4, I4)),
         "adaptive_avg_backward": (pk.adaptive_avg_backward, (A4, A4)),
-        "rnn_step": (rk.step, (INT, INT, A2, A2, A2, A2, I1, A3, BOOL, A3, A3, A3, A3)),
-        "rnn_step_backward": (rk.step_backward, (INT, INT, A3, I1, A2, A2, A3, A3, A3, A3, A2, A2, A2)),
-        "gru_reset_hidden": (rk.reset_hidden, (INT, A2, A2, A2, INT, A3)),
-        "gru_reset_backward": (rk.reset_backward, (INT, A2, I1, A3, A3, A2, A2, A2)),
+        "rnn_forward": (rk.forward, (INT, BOOL, BOOL, A2, A2, A1, A2, A2, I1, A3, A3, A3, A3, A3, A2, A3)),
+        "rnn_backward": (rk.backward, (INT, BOOL, INT, A3, I1, A2, A2, A2, A3, A3, A3, A3, A2, A2, A2, A2)),
         "gemm": (_util._gemm_kernel("float32"), (A2, A2, A2, INT, INT, INT, BOOL, BOOL, F32, F32)),
         "column_sums": (_util._colsum_kernel("float32"), (A2, A1, BOOL)),
         "row_norms": (_util._row_norm_kernel("float32"), (A2, A1)),
@@ -96,8 +94,8 @@ def cases():
 
 @pytest.mark.parametrize("name", [
     "sigmoid", "sigmoid_backward", "tanh_backward", "relu", "softmax_rows", "max_pool", "max_pool_backward",
-    "avg_pool", "avg_pool_backward", "adaptive_pool", "adaptive_avg_backward", "rnn_step", "rnn_step_backward",
-    "gru_reset_hidden", "gru_reset_backward", "gemm", "column_sums", "row_norms", "conv_direct",
+    "avg_pool", "avg_pool_backward", "adaptive_pool", "adaptive_avg_backward", "rnn_forward", "rnn_backward",
+    "gemm", "column_sums", "row_norms", "conv_direct",
     "conv_implicit_gemm", "conv_backward_input", "conv_backward_weight", "conv_backward_bias", "embedding_gather",
     "embedding_scatter_add", "sgd", "adam", "grad_scale", "grad_norm_reduce"])
 def test_float32_kernel_has_no_float64_instruction(cases, name):
