@@ -28,7 +28,8 @@ from numba import cuda
 
 from ..reference.recurrent import GATE_COUNT
 from .. import config
-from ._util import broadcast_rows, column_sums, copy_into, empty, gemm, per_dtype, row_norms, to_device, zeros
+from ._util import (broadcast_rows, column_sums, copy_into, empty, gemm, per_dtype, row_norms, to_device, transpose,
+                    zeros)
 
 MODE_IDS = {"rnn_tanh": 0, "rnn_relu": 1, "lstm": 2, "gru": 3, "gru_reset_before": 4}
 
@@ -289,7 +290,7 @@ def recurrent_forward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse,
     else:
         hprev = cprev = gates = extra = empty((1, 1, gate_width), dtype)  # unwritten placeholders
     rh = empty((seq_len if keep else 1, batch, hidden), dtype) if mode == "gru_reset_before" else hprev
-    w_t = copy_into(w_hh.T, empty((hidden, gate_width), dtype))  # W_hh^T: coalesced reads in the time loop
+    w_t = transpose(w_hh)  # W_hh^T: coalesced reads in the time loop
     gh = empty((batch, gate_width), dtype)
     _kernels(dtype).forward[batch, config.CUDA_RECURRENT_THREADS](
         MODE_IDS[mode], bool(reverse), bool(keep), gx, w_t, b_hh, h, c, lengths, out, hprev, cprev, gates, extra,
