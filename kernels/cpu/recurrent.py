@@ -503,15 +503,17 @@ def _gru_reset_before_backward(gates, h_prev, grad_out, dh_carry, w_hrz, w_hn, l
 # * ``zmat[b] = [h; x_t; 1]`` is the (H + I + 1, N) operand of step t (block b
 #   holds the state entering t, see _z_block); the step writes its new state
 #   into the top rows of the next block, so ``zmat`` is at once the products'
-#   input and the record of every state for backward. The x rows are
-#   transposed in by the workers one step ahead (each a share of the rows).
+#   input and the record of every state for backward.
+# * Before the time loop, one region makes every step's input projection
+#   ``gates[t] = W_ih @ x_t + b`` (the steps shared out among the workers, x_t
+#   transposed into zmat first): none of it waits on the recurrence, so only
+#   W_hh @ h is left inside the steps (H of the H + I columns).
 # * The hidden units are split into one contiguous chunk per worker. For each
-#   gate, worker p computes its units' rows of W_hh @ h + W_ih @ x + b with
-#   the register-blocked products of ``_tile.py`` on the weights as given
-#   (rows g*H + j0 .. g*H + j1 of each, no copy; OpenBLAS would repack the
-#   weights on every call), then runs its units' gate arithmetic over
-#   contiguous spans of c*N values and writes its rows of the next state.
-#   The end of the region is the only sync.
+#   gate, worker p adds its units' rows of W_hh @ h with the register-blocked
+#   products of ``_tile.py`` on the weights as given (rows g*H + j0 .. g*H + j1,
+#   no copy; OpenBLAS would repack the weights on every call), then runs its
+#   units' gate arithmetic over contiguous spans of c*N values and writes its
+#   rows of the next state. The end of the region is the only sync.
 # * Backward runs the steps in reverse: worker p pulls its units' share of
 #   W_hh^T @ (the later step's gate gradients), the same products reading W_hh
 #   transposed in place, then its units' gate gradients. The weight, bias and
@@ -604,32 +606,36 @@ def _add_bias(bias, r0, rows, out, out_row0):
 
 
 @njit
-def _gate_input(w_hh, w_ih, bias, zmat, zb, gates_t, gate, j0, j1, with_hidden):
-    """Rows gate*H + j0 .. gate*H + j1 of gates_t = W_ih x + b (+ W_hh h with_hidden), from zmat[zb] = [h; x; 1]."""
+def _gate_hidden(w_hh, zmat, zb, gates_t, gate, j0, j1):
+    """Rows gate*H + j0 .. gate*H + j1 of gates_t += W_hh h, h the top rows of zmat[zb] (gates_t holds W_ih x + b)."""
     hidden = w_hh.shape[1]
-    r0, count = gate * hidden + j0, j1 - j0
-    if with_hidden:
-        _rows_times_block(w_hh, r0, count, zmat, zb, 0, gates_t, r0, False)
-    _rows_times_block(w_ih, r0, count, zmat, zb, hidden, gates_t, r0, with_hidden)
-    _add_bias(bias, r0, count, gates_t, r0)
+    r0 = gate * hidden + j0
+    _rows_times_block(w_hh, r0, j1 - j0, zmat, zb, 0, gates_t, r0, True)
 
 
 @njit
-def _load_inputs(x, t, zmat, block, hidden, p, workers):
-    """Worker p's share of the rows of zmat[block, H : H + I] = x[t]^T (the x rows of step t's operand)."""
-    batch, inputs = x.shape[1], x.shape[2]
-    i0, i1 = p * inputs // workers, (p + 1) * inputs // workers
-    for i in range(i0, i1):
-        row = zmat[block, hidden + i]
-        for n in range(batch):
-            row[n] = x[t, n, i]
+def _project_inputs(x, w_ih, bias, zmat, gates, reverse, s0, s1):
+    """Steps s0..s1 (processing order) before the time loop: x_t into the x rows of zmat[block of t], then
+    gates[t] = W_ih x_t + b for every gate row. Nothing here waits on another step."""
+    seq_len, batch, inputs = x.shape
+    rows = w_ih.shape[0]
+    hidden = zmat.shape[1] - inputs - 1
+    for s in range(s0, s1):
+        t = _time(s, seq_len, reverse)
+        zb = _z_block(t, reverse)
+        for i in range(inputs):
+            row = zmat[zb, hidden + i]
+            for n in range(batch):
+                row[n] = x[t, n, i]
+        _rows_times_block(w_ih, 0, rows, zmat, zb, hidden, gates[t], 0, False)
+        _add_bias(bias, 0, rows, gates[t], 0)
 
 
 @njit
-def _rnn_step(w_hh, w_ih, bias, zmat, zb, nb, gates_t, j0, j1, kind, act, full, out_t):
+def _rnn_step(w_hh, zmat, zb, nb, gates_t, j0, j1, kind, act, full, out_t):
     batch = zmat.shape[2]
     count = j1 - j0
-    _gate_input(w_hh, w_ih, bias, zmat, zb, gates_t, 0, j0, j1, True)
+    _gate_hidden(w_hh, zmat, zb, gates_t, 0, j0, j1)
     g = _span(gates_t, j0 * batch, count * batch)
     _activate_span(g, kind)
     h_new = _span(zmat[nb], j0 * batch, count * batch)
@@ -639,11 +645,11 @@ def _rnn_step(w_hh, w_ih, bias, zmat, zb, nb, gates_t, j0, j1, kind, act, full, 
 
 
 @njit
-def _lstm_step(w_hh, w_ih, bias, zmat, cells, zb, nb, gates_t, j0, j1, act, full, out_t):
+def _lstm_step(w_hh, zmat, cells, zb, nb, gates_t, j0, j1, act, full, out_t):
     hidden, batch = w_hh.shape[1], zmat.shape[2]
     size = (j1 - j0) * batch
     for gate in range(4):
-        _gate_input(w_hh, w_ih, bias, zmat, zb, gates_t, gate, j0, j1, True)
+        _gate_hidden(w_hh, zmat, zb, gates_t, gate, j0, j1)
     gi = _gate(gates_t, hidden, LSTM_I, j0, j1)
     gf = _gate(gates_t, hidden, LSTM_F, j0, j1)
     gg = _gate(gates_t, hidden, LSTM_G, j0, j1)
@@ -662,14 +668,13 @@ def _lstm_step(w_hh, w_ih, bias, zmat, cells, zb, nb, gates_t, j0, j1, act, full
 
 
 @njit
-def _gru_step(w_hh, w_ih, bias, bias_hn, zmat, zb, nb, gates_t, hidden_n_t, j0, j1, act, full, out_t):
+def _gru_step(w_hh, bias_hn, zmat, zb, nb, gates_t, hidden_n_t, j0, j1, act, full, out_t):
     hidden, batch = hidden_n_t.shape
     size = (j1 - j0) * batch
     one = zmat.dtype.type(1)
-    # r and z: W_h h + W_i x + b_i + b_h; n: W_in x + b_in, and W_hn h (+ b_hn below) apart
-    _gate_input(w_hh, w_ih, bias, zmat, zb, gates_t, GRU_R, j0, j1, True)
-    _gate_input(w_hh, w_ih, bias, zmat, zb, gates_t, GRU_Z, j0, j1, True)
-    _gate_input(w_hh, w_ih, bias, zmat, zb, gates_t, GRU_N, j0, j1, False)
+    # r and z: W_h h + (W_i x + b_i + b_h); n: (W_in x + b_in), and W_hn h (+ b_hn below) apart
+    _gate_hidden(w_hh, zmat, zb, gates_t, GRU_R, j0, j1)
+    _gate_hidden(w_hh, zmat, zb, gates_t, GRU_Z, j0, j1)
     _rows_times_block(w_hh, GRU_N * hidden + j0, j1 - j0, zmat, zb, 0, hidden_n_t, j0, False)
     gr = _gate(gates_t, hidden, GRU_R, j0, j1)
     gz = _gate(gates_t, hidden, GRU_Z, j0, j1)
@@ -690,51 +695,45 @@ def _gru_step(w_hh, w_ih, bias, bias_hn, zmat, zb, nb, gates_t, hidden_n_t, j0, 
 
 
 @njit
-def _step(kind, s, x, w_hh, w_ih, bias, bias_hn, zmat, cells, gates, hidden_n, active, full, reverse, out, j0, j1, p,
-          workers):
-    """Worker p's share (units j0..j1) of step s, then its share of the next step's x rows."""
+def _step(kind, s, w_hh, bias_hn, zmat, cells, gates, hidden_n, active, full, reverse, out, j0, j1):
+    """Units j0..j1 of step s: gates[t] (W_ih x_t + b, from _project_inputs) += W_hh h, then the cell."""
     seq_len = active.shape[0]
     t = _time(s, seq_len, reverse)
     zb, nb = _z_block(t, reverse), _z_next(t, reverse)
-    g = t if gates.shape[0] == seq_len else 0  # every step's gates kept for backward, or one reused block
     if kind == KIND_LSTM:
-        _lstm_step(w_hh, w_ih, bias, zmat, cells, zb, nb, gates[g], j0, j1, active[t], full[t], out[t])
+        _lstm_step(w_hh, zmat, cells, zb, nb, gates[t], j0, j1, active[t], full[t], out[t])
     elif kind == KIND_GRU:
-        _gru_step(w_hh, w_ih, bias, bias_hn, zmat, zb, nb, gates[g], hidden_n[g], j0, j1, active[t], full[t], out[t])
+        kept = t if hidden_n.shape[0] == seq_len else 0  # every step's W_hn h kept for backward, or one block
+        _gru_step(w_hh, bias_hn, zmat, zb, nb, gates[t], hidden_n[kept], j0, j1, active[t], full[t], out[t])
     else:
-        _rnn_step(w_hh, w_ih, bias, zmat, zb, nb, gates[g], j0, j1, RELU if kind == KIND_RNN_RELU else TANH,
-                  active[t], full[t], out[t])
-    if s + 1 < seq_len:  # the next step's x rows; its block's other rows aren't read yet
-        _load_inputs(x, _time(s + 1, seq_len, reverse), zmat, nb, w_hh.shape[1], p, workers)
-
-
-@njit
-def _first_inputs(x, zmat, hidden, seq_len, reverse):
-    t = _time(0, seq_len, reverse)
-    _load_inputs(x, t, zmat, _z_block(t, reverse), hidden, 0, 1)
+        _rnn_step(w_hh, zmat, zb, nb, gates[t], j0, j1, RELU if kind == KIND_RNN_RELU else TANH, active[t], full[t],
+                  out[t])
 
 
 @njit(parallel=True)
 def _forward_batched_kernel(kind, x, w_hh, w_ih, bias, bias_hn, bounds, zmat, cells, gates, hidden_n, active, full,
                             reverse, out):
-    """Every step of one layer and direction; ``kind`` is RNN_TANH/RNN_RELU/LSTM/GRU (module constants)."""
+    """Every step of one layer and direction; ``kind`` is RNN_TANH/RNN_RELU/LSTM/GRU (module constants).
+
+    First every step's input projection, the steps shared out among the workers (one region, one
+    sync); then per step one region, each worker taking its chunk of the hidden units."""
     seq_len = active.shape[0]
     workers = bounds.shape[0] - 1
-    _first_inputs(x, zmat, w_hh.shape[1], seq_len, reverse)
+    for p in prange(workers):
+        _project_inputs(x, w_ih, bias, zmat, gates, reverse, p * seq_len // workers, (p + 1) * seq_len // workers)
     for s in range(seq_len):
         for p in prange(workers):
-            _step(kind, s, x, w_hh, w_ih, bias, bias_hn, zmat, cells, gates, hidden_n, active, full, reverse, out,
-                  bounds[p], bounds[p + 1], p, workers)
+            _step(kind, s, w_hh, bias_hn, zmat, cells, gates, hidden_n, active, full, reverse, out, bounds[p],
+                  bounds[p + 1])
 
 
 @njit
 def _forward_one_worker(kind, x, active, full, reverse, w_hh, w_ih, bias, bias_hn, zmat, cells, gates, hidden_n, out):
     """Every step of one direction on the calling worker alone (all units at once)."""
     seq_len, hidden = active.shape[0], w_hh.shape[1]
-    _first_inputs(x, zmat, hidden, seq_len, reverse)
+    _project_inputs(x, w_ih, bias, zmat, gates, reverse, 0, seq_len)
     for s in range(seq_len):
-        _step(kind, s, x, w_hh, w_ih, bias, bias_hn, zmat, cells, gates, hidden_n, active, full, reverse, out, 0,
-              hidden, 0, 1)
+        _step(kind, s, w_hh, bias_hn, zmat, cells, gates, hidden_n, active, full, reverse, out, 0, hidden)
 
 
 @njit(parallel=True)
@@ -1003,9 +1002,9 @@ def _batched_direction(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, keep):
     zmat = np.empty((seq_len + 1, hidden + input_size + 1, batch), dtype=x.dtype)
     zmat[:, -1] = 1
     cells = np.empty((seq_len + 1, hidden, batch) if mode == "lstm" else (1, 1, 1), dtype=x.dtype)
-    kept = seq_len if keep else 1
-    gates = np.empty((kept, GATE_COUNT[mode] * hidden, batch), dtype=x.dtype)
-    hidden_n = np.empty((kept, hidden, batch) if mode == "gru" else (1, 1, 1), dtype=x.dtype)
+    # every step's gates: the input projections are made for all steps before the time loop
+    gates = np.empty((seq_len, GATE_COUNT[mode] * hidden, batch), dtype=x.dtype)
+    hidden_n = np.empty((seq_len if keep else 1, hidden, batch) if mode == "gru" else (1, 1, 1), dtype=x.dtype)
     out = np.empty((seq_len, batch, hidden), dtype=x.dtype)
     first = _z_block(seq_len - 1 if reverse else 0, reverse)
     zmat[first, :hidden] = h0.T
