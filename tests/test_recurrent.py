@@ -96,6 +96,35 @@ def test_cpu_bidirectional_pair_matches_reference(mode, dtype, monkeypatch):
             assert_close(a, b, dtype=dtype, reduction=seq_len * batch, err_msg=f"{mode} {name} reverse={reverse}")
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("mode", MODES)
+def test_cpu_inference_batch_halves_match_reference(mode, dtype, monkeypatch):
+    """Inference (keep=False) on two workers runs each half of the batch on its own worker
+    (_forward_halves, an odd batch split unevenly); output, h_n and c_n equal the reference's,
+    in both directions, with ragged lengths."""
+    ran = []
+    original = cpu_kernels.run_parallel
+    monkeypatch.setattr(cpu_kernels, "run_parallel", lambda kernel, *a: (ran.append(kernel), original(kernel, *a)))
+    rng = np.random.default_rng(12)
+    seq_len, batch, in_size, hidden = 6, 17, 4, 5
+    x = rng.standard_normal((seq_len, batch, in_size)).astype(dtype)
+    lengths = rng.integers(1, seq_len + 1, batch)
+    h0, c0 = (rng.standard_normal((batch, hidden)).astype(dtype) for _ in range(2))
+    weights = _random_weights(rng, mode, in_size, hidden, dtype)
+    for reverse in (False, True):
+        ran.clear()
+        got = cpu_kernels.recurrent_forward(mode, x, h0, c0, *weights, lengths, reverse, False)
+        if mode != "gru_reset_before" and cpu_kernels.parallel_workers() == 2:
+            assert ran == [cpu_kernels._forward_pair_kernel]
+        ref = ref_kernels.recurrent_forward(mode, x, h0, c0, *weights, lengths, reverse, False)
+        assert got[3] is None
+        for name, a, b in zip(["output", "h_n", "c_n"], got[:3], ref[:3]):
+            if b is None:
+                assert a is None, name
+                continue
+            assert_close(a, b, dtype=dtype, err_msg=f"{mode} {name} reverse={reverse}")
+
+
 # --- layers against PyTorch ------------------------------------------------------------------------
 def _torch_twin(torch, layer, dtype):
     kind = type(layer).__name__

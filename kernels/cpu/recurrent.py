@@ -737,17 +737,18 @@ def _forward_one_worker(kind, x, active, full, reverse, w_hh, w_ih, bias, bias_h
 
 
 @njit(parallel=True)
-def _forward_pair_kernel(kind, x, active, full, forward, backward):
-    """Both directions of a bidirectional layer at once, one worker each: no sync between steps.
+def _forward_pair_kernel(kind, first, second):
+    """Two independent sequence runs at once, one worker each, with no sync between steps: the two
+    directions of a bidirectional layer, or the two halves of an inference batch.
 
-    ``forward``/``backward``: (w_hh, w_ih, bias, bias_hn, zmat, cells, gates,
-    hidden_n, out) of each direction, as for :func:`_forward_batched_kernel`.
+    ``first``/``second``: the arguments of :func:`_forward_one_worker` after ``kind``: (x, active, full,
+    reverse, w_hh, w_ih, bias, bias_hn, zmat, cells, gates, hidden_n, out).
     """
     for d in prange(2):
         if d == 0:
-            _forward_one_worker(kind, x, active, full, False, *forward)
+            _forward_one_worker(kind, *first)
         else:
-            _forward_one_worker(kind, x, active, full, True, *backward)
+            _forward_one_worker(kind, *second)
 
 
 @njit
@@ -1036,12 +1037,36 @@ def _forward_batched(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, 
     _tile.register(x.dtype)
     x = np.ascontiguousarray(x)
     workers = parallel_workers()
+    if not keep and workers == 2 and x.shape[1] >= 2 * _blas_min_rows():
+        return _forward_halves(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse)
     arrays = _batched_direction(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, keep)
     w_hh, w_ih, bias, bias_hn, zmat, cells, gates, hidden_n, out = arrays
     active, full = _masks(x.shape[0], lengths)
     _run(workers, _forward_batched_kernel, _KINDS[mode], x, w_hh, w_ih, bias, bias_hn,
          _chunk_bounds(w_hh.shape[1], workers), zmat, cells, gates, hidden_n, active, full, reverse, out)
     return _batched_result(mode, arrays, workers, active, full, reverse, keep)
+
+
+def _forward_halves(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse):
+    """Inference (nothing kept) on two workers: each runs half of the batch through every step on its own.
+
+    The sequences of a batch are independent, so the halves need no sync between steps; the training
+    path (``keep``) shares out each step's hidden units instead, because its backward needs one layout.
+    """
+    half = x.shape[1] // 2
+    runs = []
+    for rows in (slice(0, half), slice(half, None)):
+        part = np.ascontiguousarray(x[:, rows])
+        arrays = _batched_direction(mode, part, h0[rows], None if c0 is None else c0[rows], w_ih, w_hh, b_ih, b_hh,
+                                    reverse, False)
+        active, full = _masks(x.shape[0], lengths[rows])
+        runs.append((part, active, full, reverse, *arrays))
+    run_parallel(_forward_pair_kernel, _KINDS[mode], runs[0], runs[1])
+    results = [_batched_result(mode, run[4:], 1, run[1], run[2], reverse, False) for run in runs]
+    out = np.concatenate([r[0] for r in results], axis=1)
+    h_n = np.concatenate([r[1] for r in results])
+    c_n = np.concatenate([r[2] for r in results]) if mode == "lstm" else None
+    return out, h_n, c_n, None
 
 
 def recurrent_forward_bidirectional(mode, x, forward, backward, lengths, keep):
@@ -1063,7 +1088,8 @@ def recurrent_forward_bidirectional(mode, x, forward, backward, lengths, keep):
     arrays = [_batched_direction(mode, x, *args, reverse, keep)
               for reverse, args in ((False, forward), (True, backward))]
     active, full = _masks(seq_len, lengths)
-    run_parallel(_forward_pair_kernel, _KINDS[mode], x, active, full, tuple(arrays[0]), tuple(arrays[1]))
+    run_parallel(_forward_pair_kernel, _KINDS[mode], (x, active, full, False, *arrays[0]),
+                 (x, active, full, True, *arrays[1]))
     return tuple(_batched_result(mode, a, 2, active, full, reverse, keep) for reverse, a in ((False, arrays[0]),
                                                                                              (True, arrays[1])))
 
