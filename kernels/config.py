@@ -83,8 +83,17 @@ CONV_SHIFTED_MIN_CHANNELS = 16
 # One 34x34 image (1156 columns) per tile keeps each tap's GEMM output
 # (64 x 1156 floats, 0.3 MiB) in L2 across the 9 accumulating GEMMs.
 CONV_TILE_COLUMNS = 2048
-# Forward with at most this many input channels per group runs the direct
-# kernel, if the batch has at least CONV_DIRECT_MIN_IMAGES images (prange
+# Forward with stride 1, dilation 1, one group and at least TILE_ROWS (6)
+# output channels runs the register-blocked conv tiles (_tiled_forward: work
+# items are images, or chunks of output channels when there are fewer images
+# than threads) while C is at most this and one item's buffers for every
+# thread fit CONV_WORKSPACE_BYTES. Fourth session, interleaved in one process
+# (2 threads, medians of 10-25 rounds, two runs), PyTorch / fastml forward:
+#   conv c: tiles 0.98, 1.01 vs shifted GEMMs 0.94, 0.89;
+#   conv e (N=1, two 32-channel chunks): 0.92, 1.00 vs 0.85, 0.77.
+CONV_TILED_MAX_CHANNELS = 10**9
+# Otherwise, forward with at most this many input channels per group runs the
+# pass-per-kernel-row direct kernel, if the batch has at least CONV_DIRECT_MIN_IMAGES images (prange
 # over images) and the multiply-adds are under CONV_DIRECT_MAX_WORK.
 CONV_DIRECT_MAX_CHANNELS = 4
 CONV_DIRECT_MIN_IMAGES = 2

@@ -19,22 +19,30 @@ from fastml.shapes import conv_output_size
 # name -> config overrides that force it
 ALGORITHMS = {
     "auto": {},
-    "shifted": {"CONV_SHIFTED_MIN_CHANNELS": 1, "CONV_DIRECT_MAX_CHANNELS": 0},
-    "lowered": {"CONV_SHIFTED_MIN_CHANNELS": 10**9, "CONV_DIRECT_MAX_CHANNELS": 0},
-    "direct": {"CONV_DIRECT_MAX_CHANNELS": 10**9, "CONV_DIRECT_MAX_WORK": 10**18},
+    "shifted": {"CONV_SHIFTED_MIN_CHANNELS": 1, "CONV_DIRECT_MAX_CHANNELS": 0, "CONV_TILED_MAX_CHANNELS": 0},
+    "lowered": {"CONV_SHIFTED_MIN_CHANNELS": 10**9, "CONV_DIRECT_MAX_CHANNELS": 0, "CONV_TILED_MAX_CHANNELS": 0},
+    "direct": {"CONV_DIRECT_MAX_CHANNELS": 10**9, "CONV_DIRECT_MAX_WORK": 10**18, "CONV_TILED_MAX_CHANNELS": 0},
+    # the register-blocked tiles wherever they apply (stride 1, one group, >= 6 output channels); with 4
+    # "threads" the work items are chunks of output channels unless the batch has 4 images
+    "tiled": {"CONV_TILED_MAX_CHANNELS": 10**9},
+    "tiled-4threads": {"CONV_TILED_MAX_CHANNELS": 10**9, "threads": 4},
     # one image per tile: the workspace cap is far below one image's buffers
-    "shifted-tile1": {"CONV_SHIFTED_MIN_CHANNELS": 1, "CONV_DIRECT_MAX_CHANNELS": 0, "CONV_WORKSPACE_BYTES": 1},
-    "lowered-tile1": {"CONV_SHIFTED_MIN_CHANNELS": 10**9, "CONV_DIRECT_MAX_CHANNELS": 0, "CONV_WORKSPACE_BYTES": 1},
+    "shifted-tile1": {"CONV_SHIFTED_MIN_CHANNELS": 1, "CONV_DIRECT_MAX_CHANNELS": 0, "CONV_TILED_MAX_CHANNELS": 0,
+                      "CONV_WORKSPACE_BYTES": 1},
+    "lowered-tile1": {"CONV_SHIFTED_MIN_CHANNELS": 10**9, "CONV_DIRECT_MAX_CHANNELS": 0, "CONV_TILED_MAX_CHANNELS": 0,
+                      "CONV_WORKSPACE_BYTES": 1},
     # uneven tiles (2 images per tile over batches of 3 and 5)
-    "shifted-tile2": {"CONV_SHIFTED_MIN_CHANNELS": 1, "CONV_DIRECT_MAX_CHANNELS": 0, "tile": 2},
-    "lowered-tile2": {"CONV_SHIFTED_MIN_CHANNELS": 10**9, "CONV_DIRECT_MAX_CHANNELS": 0, "tile": 2},
+    "shifted-tile2": {"CONV_SHIFTED_MIN_CHANNELS": 1, "CONV_DIRECT_MAX_CHANNELS": 0, "CONV_TILED_MAX_CHANNELS": 0,
+                      "tile": 2},
+    "lowered-tile2": {"CONV_SHIFTED_MIN_CHANNELS": 10**9, "CONV_DIRECT_MAX_CHANNELS": 0, "CONV_TILED_MAX_CHANNELS": 0,
+                      "tile": 2},
     # the serial driver (one tile loop, BLAS's own threads) instead of prange workers
-    "shifted-serial": {"CONV_SHIFTED_MIN_CHANNELS": 1, "CONV_DIRECT_MAX_CHANNELS": 0,
+    "shifted-serial": {"CONV_SHIFTED_MIN_CHANNELS": 1, "CONV_DIRECT_MAX_CHANNELS": 0, "CONV_TILED_MAX_CHANNELS": 0,
                        "CONV_PARALLEL_MIN_IMAGES_PER_THREAD": 10**9, "threads": 1, "tile": 2},
     # a batch smaller than the thread count: the workers split the GEMM columns
-    "shifted-columns": {"CONV_SHIFTED_MIN_CHANNELS": 1, "CONV_DIRECT_MAX_CHANNELS": 0,
+    "shifted-columns": {"CONV_SHIFTED_MIN_CHANNELS": 1, "CONV_DIRECT_MAX_CHANNELS": 0, "CONV_TILED_MAX_CHANNELS": 0,
                         "CONV_PARALLEL_MIN_IMAGES_PER_THREAD": 10**9, "tile": 2},
-    "lowered-serial": {"CONV_SHIFTED_MIN_CHANNELS": 10**9, "CONV_DIRECT_MAX_CHANNELS": 0,
+    "lowered-serial": {"CONV_SHIFTED_MIN_CHANNELS": 10**9, "CONV_DIRECT_MAX_CHANNELS": 0, "CONV_TILED_MAX_CHANNELS": 0,
                        "CONV_PARALLEL_MIN_IMAGES_PER_THREAD": 10**9},
 }
 
@@ -55,6 +63,8 @@ GEOMETRIES = [
     pytest.param(((3, 2, 9, 11), (13, 2, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1), id="tiled-13-out"),
     pytest.param(((2, 1, 12, 12), (8, 1, 5, 5), (1, 1), (0, 0, 0, 0), (1, 1), 1), id="tiled-5x5-C1"),
     pytest.param(((2, 3, 6, 5), (7, 3, 3, 2), (1, 1), (1, 0, 2, 1), (1, 1), 1), id="tiled-asym-pad"),
+    # one image, 20 channels in, 14 out: the tiles share the output channels out in chunks
+    pytest.param(((1, 20, 7, 9), (14, 20, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1), id="tiled-one-image"),
 ]
 
 

@@ -11,18 +11,20 @@ becomes column ``q = n*Hq*Wq + i*Wq + j``, and kernel tap ``(r, s)`` reads phase
 to NCHW. Algorithms (chosen in ``conv2d_forward``/``conv2d_backward`` from the
 thresholds in ``config.py``, where the measurements are):
 
-* ``direct`` (C/groups <= CONV_DIRECT_MAX_CHANNELS; conv a, b): no BLAS. prange
-  over images. Forward with stride 1, dilation 1, one group and at least
-  ``TILE_ROWS`` output channels (conv a, b): register-blocked tiles of 6
+* ``tiled`` (forward, stride 1, dilation 1, one group, at least ``TILE_ROWS``
+  output channels; conv a, b, c, e): no BLAS. Register-blocked tiles of 6
   output channels by 16 (float32) columns that keep their sums in registers
   over every (channel, kernel row, kernel column) tap (``_tiled_forward``,
-  ``_tile.conv_tiles``). Otherwise, per image, two output channels at a
-  time, each pass over the contiguous plane adds a whole kernel row of taps
-  (``_row_taps``), so every store carries 2*S multiply-adds. Backward for stride 1: grad_input is the
+  ``_tile.conv_tiles``); prange over images, or over chunks of output
+  channels when there are fewer images than threads (conv e).
+* ``direct`` (C/groups <= CONV_DIRECT_MAX_CHANNELS; conv a, b): no BLAS. prange
+  over images. Forward (where the tiles don't apply), per image, two output
+  channels at a time, each pass over the contiguous plane adds a whole kernel
+  row of taps (``_row_taps``), so every store carries 2*S multiply-adds. Backward for stride 1: grad_input is the
   same kernel run as a transposed conv (flipped, transposed weight),
   grad_weight is register-blocked dot products (``_row_dots``) into per-worker
   accumulators.
-* ``shifted`` (C/groups >= CONV_SHIFTED_MIN_CHANNELS; conv c, d, e): R*S GEMMs
+* ``shifted`` (C/groups >= CONV_SHIFTED_MIN_CHANNELS; conv d, and the backward of c, e): R*S GEMMs
   ``ext += W_rs @ xp[:, phase_rs, off_rs : off_rs + L]`` (beta = 1, leading
   dimensions instead of copies), no im2col at all. Backward: grad_weight is
   ``gext @ xp_slice.T`` per tap, grad_input ``W_rs.T @ gext`` added into the
@@ -359,15 +361,18 @@ def _direct_forward(x, weight, bias, has_bias, sh, sw, pt, pl, dh, dw, groups, h
             _scatter_out(ext[:size], image, image + 1, hq, wq, k, bias, has_bias, out)
 
 
-# Tiled direct kernel (stride 1, dilation 1, one group, at least TILE_ROWS output channels; conv a,
-# b forward): per image the zero-padded input planes, then register-blocked tiles of TILE_ROWS
+# Tiled kernel (stride 1, dilation 1, one group, at least TILE_ROWS output channels; conv a, b, c, e
+# forward): per image the zero-padded input planes, then register-blocked tiles of TILE_ROWS
 # output channels by TILE_VECTORS SIMD vectors of padded-width columns, each tile summing every
 # (channel, kernel row, kernel column) tap with its accumulators in registers (_tile.conv_tiles;
 # the pass-per-kernel-row kernel above stores and reloads its sums every kernel row).
 
 
 @njit(parallel=True)
-def _tiled_forward(x, weight, bias, has_bias, pt, pl, hq, wq, out):
+def _tiled_forward(x, weight, bias, has_bias, pt, pl, hq, wq, chunks, out):
+    """Work items are (image, chunk of output channels): one chunk per image when there are enough
+    images for the workers, else the output channels are shared out (conv e: one image) and the
+    padded planes are made once for all chunks first."""
     n, channels = x.shape[0], x.shape[1]
     k_out, _, kh, kw = weight.shape
     oh, ow = out.shape[2], out.shape[3]
@@ -376,12 +381,28 @@ def _tiled_forward(x, weight, bias, has_bias, pt, pl, hq, wq, out):
     width = (used + wide - 1) // wide * wide  # whole tiles: the extra columns are garbage, dropped below
     plane = hq * wq + wide  # room for the extra columns' taps
     taps = weight.reshape(k_out, channels * kh * kw)
-    for image in prange(n):
-        xp = np.empty((channels, 1, plane), x.dtype)  # one stride phase; the padding fill covers the extra room
-        _split_phases(x[image:image + 1], 0, 1, pt, pl, 1, 1, hq, wq, xp)
-        ext = np.empty((k_out, width), x.dtype)
-        conv_tiles(k_out, width, channels, kh, kw, taps, xp.ravel(), plane, wq, ext)
-        _scatter_out(ext, image, image + 1, hq, wq, 0, bias, has_bias, out)
+    # one stride phase per image; the padding fill covers the extra room
+    shared = np.empty((n if chunks > 1 else 0, channels, 1, plane), x.dtype)
+    for image in prange(shared.shape[0]):
+        _split_phases(x[image:image + 1], 0, 1, pt, pl, 1, 1, hq, wq, shared[image])
+    for item in prange(n * chunks):
+        image, chunk = item // chunks, item % chunks
+        k0, k1 = chunk * k_out // chunks, (chunk + 1) * k_out // chunks
+        if chunks > 1:
+            xp = shared[image]
+        else:
+            xp = np.empty((channels, 1, plane), x.dtype)
+            _split_phases(x[image:image + 1], 0, 1, pt, pl, 1, 1, hq, wq, xp)
+        ext = np.empty((k1 - k0, width), x.dtype)
+        conv_tiles(k1 - k0, width, channels, kh, kw, taps[k0:k1], xp.ravel(), plane, wq, ext)
+        _scatter_out(ext, image, image + 1, hq, wq, k0, bias, has_bias, out)
+
+
+def _tile_chunks(n, k_out):
+    """Output-channel chunks per image for _tiled_forward: enough work items for every worker, each chunk
+    at least TILE_ROWS channels."""
+    workers = numba.get_num_threads()
+    return max(1, min(-(-workers // n), k_out // TILE_ROWS))
 
 
 @njit(fastmath={"contract", "reassoc"})
@@ -840,6 +861,21 @@ def _taps(weight):
     return np.ascontiguousarray(weight.transpose(2, 3, 0, 1))
 
 
+def _use_tiled(x, weight, stride, padding, dilation, groups, out_size, chunks):
+    """Stride 1, dilation 1, one group, >= TILE_ROWS output channels, and one work item's buffers (its
+    padded planes and output block, plus the planes shared by the chunks) for every worker under the cap."""
+    k_out, c_group = weight.shape[0], weight.shape[1]
+    if (tuple(stride), tuple(dilation), groups) != ((1, 1), (1, 1), 1) or k_out < TILE_ROWS:
+        return False
+    hq, wq = _phase_geometry(x.shape, stride, padding)
+    wide = conv_width_multiple(x)
+    plane, width = hq * wq + wide, out_size[0] * wq + wide
+    per_item = c_group * plane + -(-k_out // chunks) * width
+    shared = x.shape[0] * c_group * plane if chunks > 1 else 0
+    need = (per_item * numba.get_num_threads() + shared) * x.itemsize
+    return c_group <= config.CONV_TILED_MAX_CHANNELS and need <= config.CONV_WORKSPACE_BYTES
+
+
 def _use_direct(x, weight, out_size):
     """Few input channels per group, and enough images to keep every thread busy."""
     n = x.shape[0]
@@ -892,13 +928,15 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups, out_size)
     has_bias = bias is not None
     bias_arr = bias if has_bias else np.zeros(0, dtype=x.dtype)
     out = np.empty((x.shape[0], k_out) + tuple(out_size), dtype=x.dtype)
+    chunks = _tile_chunks(x.shape[0], k_out)
+    if _use_tiled(x, weight, stride, padding, dilation, groups, out_size, chunks):
+        hq, wq = _phase_geometry(x.shape, stride, padding)
+        _tiled_forward(np.ascontiguousarray(x), np.ascontiguousarray(weight), bias_arr, has_bias, pt, pl, hq, wq,
+                       chunks, out)
+        return out
     if _use_direct(x, weight, out_size):
         hq, wq = _phase_geometry(x.shape, stride, padding)
-        if (sh, sw, dh, dw, groups) == (1, 1, 1, 1, 1) and k_out >= TILE_ROWS:
-            _tiled_forward(np.ascontiguousarray(x), np.ascontiguousarray(weight), bias_arr, has_bias, pt, pl, hq, wq,
-                           out)
-        else:
-            _direct_forward(x, weight, bias_arr, has_bias, sh, sw, pt, pl, dh, dw, groups, hq, wq, out)
+        _direct_forward(x, weight, bias_arr, has_bias, sh, sw, pt, pl, dh, dw, groups, hq, wq, out)
         return out
     lowered = _use_lowered(c_group)
     columns = x.shape[1] * sh * sw + k_out // groups + (c_group * kh * kw if lowered else 0)
