@@ -38,6 +38,11 @@ def _check_max(x, kernel, stride, padding, dilation, out_size, algorithm):
     np.testing.assert_array_equal(idx, expected_idx, err_msg=algorithm)
     g = np.random.default_rng(5).standard_normal(out.shape).astype(x.dtype)
     assert_close(cpu.max_pool2d_backward(g, idx, x.shape[2:]), ref.max_pool2d_backward(g, expected_idx, x.shape[2:]))
+    # values only (inference): the same maxima, NaN included, and no indices
+    values, none = cpu.max_pool2d_forward(x, kernel, stride, padding, dilation, out_size, indices=False,
+                                          algorithm=algorithm)
+    assert none is None
+    np.testing.assert_array_equal(values, out, err_msg=f"{algorithm} indices=False")
 
 
 # (in_size, kernel, stride, padding, ceil_mode)

@@ -59,7 +59,8 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     fn = "max_pool2d"
     spec = pool_spec(fn, input, kernel_size, stride, padding, dilation, ceil_mode)
     kernels = _backend.kernels("pool", backend, fn)
-    out, indices = kernels.max_pool2d_forward(spec.x, spec.kernel, spec.stride, spec.padding, spec.dilation, spec.out_size)
+    out, indices = kernels.max_pool2d_forward(spec.x, spec.kernel, spec.stride, spec.padding, spec.dilation,
+                                              spec.out_size, indices=return_indices)
     out = _squeeze(out, spec.unbatched)
     return (out, _squeeze(indices, spec.unbatched)) if return_indices else out
 

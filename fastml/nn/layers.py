@@ -239,6 +239,9 @@ class MaxPool2d(_Layer):
 
     def forward(self, input):
         x = self._input(input)
+        if not (self.return_indices or self.keeps_cache):  # inference: no indices to make
+            self._keep()
+            return F.max_pool2d(x, **self._hyper(), backend=self.backend)
         out, indices = F.max_pool2d(x, **self._hyper(), return_indices=True, backend=self.backend)
         self._keep(x=x, indices=indices)
         return (out, indices) if self.return_indices else out

@@ -92,7 +92,8 @@ def _max_window_row(x, p, h, width, j, kw, sw, pw):
 
 @njit(inline="always")
 def _max_vertical_row(hv, hc, hs, out, idx, p, i, height, width, kh, sh, ph, sw, pw, ow):
-    """out/idx row i from the horizontal maxima of its window rows (hv/hc rows of stride hs).
+    """out/idx row i from the horizontal maxima of its window rows (hv/hc rows of stride hs); idx with no
+    planes: values only.
 
     Candidates carry the int32 code a*width + c (a: window row, c: column in the window);
     the flat index is the window start plus the code. Constant codes keep the selects
@@ -107,40 +108,46 @@ def _max_vertical_row(hv, hc, hs, out, idx, p, i, height, width, kh, sh, ph, sw,
     row1 = np.int32((a_lo + 1) * width)
     row2 = np.int32((a_lo + 2) * width)
     first = np.int32(a_lo * width)
+    keep = idx.shape[0] > 0
     if rows == 1:
         for j in range(ow):
             out[p, _u(m0 + j)] = hv[_u(r0 + j)]
-            idx[p, _u(m0 + j)] = np.int64(hc[_u(r0 + j)] + first) + (start + sw * j)
+            if keep:
+                idx[p, _u(m0 + j)] = np.int64(hc[_u(r0 + j)] + first) + (start + sw * j)
     elif rows == 2:
         for j in range(ow):
             best, at = hv[_u(r0 + j)], hc[_u(r0 + j)] + first
             best, at = _pick(hv[_u(r0 + hs + j)], best, at, hc[_u(r0 + hs + j)] + row1)
             out[p, _u(m0 + j)] = best
-            idx[p, _u(m0 + j)] = np.int64(at) + (start + sw * j)
+            if keep:
+                idx[p, _u(m0 + j)] = np.int64(at) + (start + sw * j)
     elif rows == 3:
         for j in range(ow):
             best, at = hv[_u(r0 + j)], hc[_u(r0 + j)] + first
             best, at = _pick(hv[_u(r0 + hs + j)], best, at, hc[_u(r0 + hs + j)] + row1)
             best, at = _pick(hv[_u(r0 + 2 * hs + j)], best, at, hc[_u(r0 + 2 * hs + j)] + row2)
             out[p, _u(m0 + j)] = best
-            idx[p, _u(m0 + j)] = np.int64(at) + (start + sw * j)
+            if keep:
+                idx[p, _u(m0 + j)] = np.int64(at) + (start + sw * j)
     else:
         for j in range(ow):
             best, at = hv[r0 + j], hc[r0 + j] + first
             for a in range(1, rows):
                 best, at = _pick(hv[r0 + a * hs + j], best, at, hc[r0 + a * hs + j] + np.int32((a_lo + a) * width))
             out[p, m0 + j] = best
-            idx[p, m0 + j] = np.int64(at) + (start + sw * j)
+            if keep:
+                idx[p, m0 + j] = np.int64(at) + (start + sw * j)
 
 
 @njit(parallel=True)
 def _max_pool_separable(x, height, width, kh, kw, sh, sw, ph, pw, oh, ow, out, idx, tasks):
     """Max pooling (dilation 1) as a horizontal then a vertical pass (see the module docstring).
 
-    x is (planes, H*W), out/idx are (planes, oh*ow); H*W must fit in int32.
-    The scratch rows hv (best value) / hc (its column in the window) have stride hs.
+    x is (planes, H*W), out/idx are (planes, oh*ow); H*W must fit in int32. idx with no planes: values
+    only. The scratch rows hv (best value) / hc (its column in the window) have stride hs.
     """
     planes = x.shape[0]
+    keep = idx.shape[0] > 0
     j_lo, j_hi = _interior(width, ow, kw, sw, pw, 1)
     i_lo, i_hi = _interior(height, oh, kh, sh, ph, 1)
     # Stride-1 rows: one loop over the whole plane (rows back to back), borders redone after.
@@ -199,7 +206,8 @@ def _max_pool_separable(x, height, width, kh, kw, sh, sw, ph, pw, oh, ow, out, i
                         best, at = hv[_u(r)], hc[_u(r)]
                         best, at = _pick(hv[_u(r + ow)], best, at, hc[_u(r + ow)] + row1)
                         out[p, _u(m)] = best
-                        idx[p, _u(m)] = np.int64(at) + (start + m)
+                        if keep:
+                            idx[p, _u(m)] = np.int64(at) + (start + m)
                 else:
                     for m in range(i_lo * ow, i_hi * ow):
                         r = m - shift
@@ -207,7 +215,8 @@ def _max_pool_separable(x, height, width, kh, kw, sh, sw, ph, pw, oh, ow, out, i
                         best, at = _pick(hv[_u(r + ow)], best, at, hc[_u(r + ow)] + row1)
                         best, at = _pick(hv[_u(r + 2 * ow)], best, at, hc[_u(r + 2 * ow)] + row2)
                         out[p, _u(m)] = best
-                        idx[p, _u(m)] = np.int64(at) + (start + m)
+                        if keep:
+                            idx[p, _u(m)] = np.int64(at) + (start + m)
                 for i in range(i_lo):
                     _max_vertical_row(hv, hc, hs, out, idx, p, i, height, width, kh, sh, ph, sw, pw, ow)
                 for i in range(i_hi, oh):
@@ -222,9 +231,10 @@ def _max_pool_2x2(x, width, oh, ow, out, idx, tasks):
     """2x2 windows, stride 2, no padding, all in bounds: one pass, four taps per output.
 
     The candidates' codes (0, 1, W, W+1: offsets from the window start) are
-    loop constants, so the index selects stay in 32-bit lanes.
+    loop constants, so the index selects stay in 32-bit lanes. idx with no planes: values only.
     """
     planes = x.shape[0]
+    keep = idx.shape[0] > 0
     c1, c2, c3 = np.int32(1), np.int32(width), np.int32(width + 1)
     for t in prange(tasks):
         for p in range(t * planes // tasks, (t + 1) * planes // tasks):
@@ -238,13 +248,16 @@ def _max_pool_2x2(x, width, oh, ow, out, idx, tasks):
                     best, at = _pick(x[p, _u(r1 + 2 * j)], best, at, c2)
                     best, at = _pick(x[p, _u(r1 + 2 * j + 1)], best, at, c3)
                     out[p, _u(m0 + j)] = best
-                    idx[p, _u(m0 + j)] = np.int64(at) + (r0 + 2 * j)
+                    if keep:
+                        idx[p, _u(m0 + j)] = np.int64(at) + (r0 + 2 * j)
 
 
 @njit(parallel=True)
 def _max_pool_direct(x, kh, kw, sh, sw, ph, pw, dh, dw, out, idx):
-    """The plain scan, window by window: the fallback for planes too large for int32 indices."""
+    """The plain scan, window by window: the fallback for planes too large for int32 indices (idx with no
+    planes: values only)."""
     planes, height, width = x.shape
+    keep = idx.shape[0] > 0
     oh, ow = out.shape[1], out.shape[2]
     for p in prange(planes):
         for i in range(oh):
@@ -266,7 +279,8 @@ def _max_pool_direct(x, kh, kw, sh, sw, ph, pw, dh, dw, out, idx):
                             best = v
                             best_at = h * width + w
                 out[p, i, j] = best
-                idx[p, i, j] = best_at
+                if keep:
+                    idx[p, i, j] = best_at
 
 
 @njit(parallel=True)
@@ -549,8 +563,10 @@ def max_pool2d_algorithm(x, kernel, stride, padding, dilation, out_size) -> str:
     return "separable"
 
 
-def max_pool2d_forward(x, kernel, stride, padding, dilation, out_size, *, algorithm=None):
-    """``algorithm`` forces a kernel (tests); the default asks :func:`max_pool2d_algorithm`.
+def max_pool2d_forward(x, kernel, stride, padding, dilation, out_size, *, indices=True, algorithm=None):
+    """(out, indices); ``indices=False`` skips them (None; the kernels then write values only, a third
+    of the bytes of 2x2 pooling). ``algorithm`` forces a kernel (tests); the default asks
+    :func:`max_pool2d_algorithm`.
 
     "window2x2" and "separable" require dilation 1 (each window then has an
     in-bounds tap); "direct" handles everything.
@@ -558,18 +574,20 @@ def max_pool2d_forward(x, kernel, stride, padding, dilation, out_size, *, algori
     n, c, height, width = x.shape
     oh, ow = out_size
     out = np.empty((n, c, oh, ow), dtype=x.dtype)
-    idx = np.empty((n, c, oh, ow), dtype=np.int64)
+    idx = np.empty((n, c, oh, ow) if indices else (0, 0, 0, 0), dtype=np.int64)
     if algorithm is None:
         algorithm = max_pool2d_algorithm(x, tuple(kernel), tuple(stride), tuple(padding), tuple(dilation), out_size)
     flat_x = x.reshape(n * c, height * width)
-    flat_out, flat_idx = out.reshape(n * c, oh * ow), idx.reshape(n * c, oh * ow)
+    flat_out = out.reshape(n * c, oh * ow)
+    flat_idx = idx.reshape(n * c, oh * ow) if indices else np.empty((0, 0), np.int64)
     if algorithm == "window2x2":
         _max_pool_2x2(flat_x, width, oh, ow, flat_out, flat_idx, _tasks(x))
     elif algorithm == "separable":
         _max_pool_separable(flat_x, height, width, *kernel, *stride, *padding, oh, ow, flat_out, flat_idx, _tasks(x))
     else:
-        _max_pool_direct(_planes(x), *kernel, *stride, *padding, *dilation, _planes(out), _planes(idx))
-    return out, idx
+        _max_pool_direct(_planes(x), *kernel, *stride, *padding, *dilation, _planes(out),
+                         _planes(idx) if indices else np.empty((0, 0, 0), np.int64))
+    return out, (idx if indices else None)
 
 
 def max_pool2d_backward(grad_out, indices, in_size):

@@ -210,13 +210,13 @@ def _kernels(nb_type):
     return kernels
 
 
-def max_pool2d_forward(x, kernel, stride, padding, dilation, out_size):
+def max_pool2d_forward(x, kernel, stride, padding, dilation, out_size, *, indices=True):
     x = to_device(x)
     shape = (x.shape[0], x.shape[1]) + tuple(out_size)
-    out, indices = empty(shape, x.dtype), empty(shape, np.int64)
+    out, idx = empty(shape, x.dtype), empty(shape, np.int64)  # the kernel always writes both
     _launch(_kernels(x.dtype).max_pool, out.size, x, kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1],
-            dilation[0], dilation[1], out, indices)
-    return out, indices
+            dilation[0], dilation[1], out, idx)
+    return out, (idx if indices else None)
 
 
 def max_pool2d_backward(grad_out, indices, in_size):

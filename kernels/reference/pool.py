@@ -54,9 +54,11 @@ def _max_over_windows(values, flat, ok):
     return out, indices.astype(np.int64)
 
 
-def max_pool2d_forward(x, kernel, stride, padding, dilation, out_size):
+def max_pool2d_forward(x, kernel, stride, padding, dilation, out_size, *, indices=True):
+    """(out, indices: flat h*W + w of each maximum, or None when not asked for)."""
     values, flat, ok = _gather(x, kernel, stride, padding, dilation, tuple(out_size))
-    return _max_over_windows(values, flat, ok)
+    out, idx = _max_over_windows(values, flat, ok)
+    return out, (idx if indices else None)
 
 
 def max_pool2d_backward(grad_out, indices, in_size):
