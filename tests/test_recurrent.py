@@ -66,14 +66,20 @@ def test_cpu_small_batch_loop_matches_blas(mode, monkeypatch):
             assert_close(a, b)
 
 
+@pytest.fixture
+def ran(monkeypatch):
+    """The kernels the cpu recurrent module hands to run_parallel, in order."""
+    kernels = []
+    original = cpu_kernels.run_parallel
+    monkeypatch.setattr(cpu_kernels, "run_parallel", lambda kernel, *a: (kernels.append(kernel), original(kernel, *a)))
+    return kernels
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("mode", MODES)
-def test_cpu_bidirectional_pair_matches_reference(mode, dtype, monkeypatch):
+def test_cpu_bidirectional_pair_matches_reference(mode, dtype, ran):
     """recurrent_forward_bidirectional (both directions at once, one worker each, when there are two
     workers) gives what the reference gives for each direction; its saved state backpropagates."""
-    ran = []
-    original = cpu_kernels.run_parallel
-    monkeypatch.setattr(cpu_kernels, "run_parallel", lambda kernel, *a: (ran.append(kernel), original(kernel, *a)))
     rng = np.random.default_rng(11)
     seq_len, batch, in_size, hidden = 7, 9, 4, 5
     x = rng.standard_normal((seq_len, batch, in_size)).astype(dtype)
@@ -98,13 +104,10 @@ def test_cpu_bidirectional_pair_matches_reference(mode, dtype, monkeypatch):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("mode", MODES)
-def test_cpu_inference_batch_halves_match_reference(mode, dtype, monkeypatch):
+def test_cpu_inference_batch_halves_match_reference(mode, dtype, ran):
     """Inference (keep=False) on two workers runs each half of the batch on its own worker
     (_forward_halves, an odd batch split unevenly); output, h_n and c_n equal the reference's,
     in both directions, with ragged lengths."""
-    ran = []
-    original = cpu_kernels.run_parallel
-    monkeypatch.setattr(cpu_kernels, "run_parallel", lambda kernel, *a: (ran.append(kernel), original(kernel, *a)))
     rng = np.random.default_rng(12)
     seq_len, batch, in_size, hidden = 6, 17, 4, 5
     x = rng.standard_normal((seq_len, batch, in_size)).astype(dtype)
