@@ -69,8 +69,8 @@ def warmup(dtypes=("float32",), backends=("cpu",)) -> None:
 
 
 def _warmup_recurrent(rng, dtype, backend) -> None:
-    """Every recurrent mode forward and backward, on the per-sequence loop (N=1) and the batched kernel (N=8),
-    one direction and both (the paired bidirectional kernel)."""
+    """Every recurrent mode forward and backward, on the per-sequence loop (N=1) and the batched kernels: the
+    hidden-unit split (N=8), the paired bidirectional kernel, and the batch split between two workers (N=16)."""
     from .kernels import config
     from .kernels.reference.recurrent import GATE_COUNT
 
@@ -79,12 +79,12 @@ def _warmup_recurrent(rng, dtype, backend) -> None:
         weights = [tuple(rng.standard_normal(shape).astype(dtype) for shape in
                          ((gates * hidden, input_size), (gates * hidden, hidden), (gates * hidden,), (gates * hidden,)))
                    for _ in range(2)]
-        for batch in (1, int(config.RECURRENT_BLAS_MIN_BATCH)):
+        smallest = int(config.RECURRENT_BLAS_MIN_BATCH)
+        for batch, directions in ((1, 1), (1, 2), (smallest, 1), (smallest, 2), (2 * smallest, 1)):
             x = rng.standard_normal((seq_len, batch, input_size)).astype(dtype)
-            for directions in (1, 2):
-                out, _, _, ctx = functional.rnn_sequence(x, None, weights[:directions], mode,
-                                                         bidirectional=directions == 2, keep=True, backend=backend)
-                functional.rnn_sequence_backward(ctx, out)
+            out, _, _, ctx = functional.rnn_sequence(x, None, weights[:directions], mode,
+                                                     bidirectional=directions == 2, keep=True, backend=backend)
+            functional.rnn_sequence_backward(ctx, out)
 
 
 __all__ = [

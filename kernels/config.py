@@ -152,6 +152,16 @@ POOL_INT32_PLANE_LIMIT = 2**31
 #   N16 19.4 vs 8.2 (fwd+bwd 44.2 vs 20.4).
 # (The Cho GRU, reset_after=False, always takes the loop, with np.dot from here on.)
 RECURRENT_BLAS_MIN_BATCH = 8
+# With two Numba threads and a batch of at least twice RECURRENT_BLAS_MIN_BATCH,
+# the batched path gives each thread half of the batch for the whole sequence
+# (forward and BPTT; no sync between steps) instead of half of every step's
+# hidden units (one sync per step). False keeps the hidden-unit split.
+# Fourth session, B32 T50 I128 H256 float32, interleaved in one process
+# (medians of 20 fwd / 10 fwd+bwd rounds, three runs), batch split vs unit split:
+#   LSTM fwd 13.75/12.47/13.13 vs 15.20/13.30/14.05 ms, fwd+bwd 34.2/36.8/35.7 vs 35.1/39.6/37.0;
+#   GRU fwd 10.4/9.6/9.9 vs 10.5/9.9/10.4, fwd+bwd 35.2/30.8/33.8 vs 33.7/28.8/34.9;
+#   RNN fwd 4.57/3.59/4.07 vs 4.17/3.54/4.24, fwd+bwd 12.4/11.1/12.2 vs 11.9/11.0/12.0.
+RECURRENT_SPLIT_BATCH = True
 
 # --- register-blocked GEMM tiles (kernels/cpu/_tile.py) ----------------------
 # Shape of the register-blocked product tile: TILE_ROWS rows of C by TILE_VECTORS

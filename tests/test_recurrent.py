@@ -104,28 +104,40 @@ def test_cpu_bidirectional_pair_matches_reference(mode, dtype, ran):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("mode", MODES)
-def test_cpu_inference_batch_halves_match_reference(mode, dtype, ran):
-    """Inference (keep=False) on two workers runs each half of the batch on its own worker
-    (_forward_halves, an odd batch split unevenly); output, h_n and c_n equal the reference's,
-    in both directions, with ragged lengths."""
+def test_cpu_batch_halves_match_reference(mode, dtype, ran):
+    """On two workers the batched path runs each half of the batch on its own worker (_forward_halves,
+    an odd batch split unevenly), and BPTT of a kept forward does the same (_backward_pair_kernel);
+    outputs, states and every gradient equal the reference's, in both directions, with ragged lengths
+    and an initial cell state."""
     rng = np.random.default_rng(12)
     seq_len, batch, in_size, hidden = 6, 17, 4, 5
     x = rng.standard_normal((seq_len, batch, in_size)).astype(dtype)
     lengths = rng.integers(1, seq_len + 1, batch)
     h0, c0 = (rng.standard_normal((batch, hidden)).astype(dtype) for _ in range(2))
     weights = _random_weights(rng, mode, in_size, hidden, dtype)
-    for reverse in (False, True):
+    halves = mode != "gru_reset_before" and cpu_kernels.parallel_workers() == 2
+    for reverse, keep in ((False, False), (True, False), (False, True), (True, True)):
         ran.clear()
-        got = cpu_kernels.recurrent_forward(mode, x, h0, c0, *weights, lengths, reverse, False)
-        if mode != "gru_reset_before" and cpu_kernels.parallel_workers() == 2:
+        got = cpu_kernels.recurrent_forward(mode, x, h0, c0, *weights, lengths, reverse, keep)
+        if halves:
             assert ran == [cpu_kernels._forward_pair_kernel]
-        ref = ref_kernels.recurrent_forward(mode, x, h0, c0, *weights, lengths, reverse, False)
-        assert got[3] is None
-        for name, a, b in zip(["output", "h_n", "c_n"], got[:3], ref[:3]):
+        ref = ref_kernels.recurrent_forward(mode, x, h0, c0, *weights, lengths, reverse, keep)
+        names, have, want = ["output", "h_n", "c_n"], list(got[:3]), list(ref[:3])
+        if keep:
+            grad_out, grad_h = (rng.standard_normal(shape).astype(dtype) for shape in (got[0].shape, h0.shape))
+            grad_c = grad_h if mode == "lstm" else None
+            names += ["grad_x", "grad_h0", "grad_c0", "grad_w_ih", "grad_w_hh", "grad_b_ih", "grad_b_hh", "norms"]
+            have += list(cpu_kernels.recurrent_backward(got[3], grad_out, grad_h, grad_c, 0))
+            want += list(ref_kernels.recurrent_backward(ref[3], grad_out, grad_h, grad_c, 0))
+            if halves:
+                assert cpu_kernels._backward_pair_kernel in ran
+        else:
+            assert got[3] is None
+        for name, a, b in zip(names, have, want):
             if b is None:
                 assert a is None, name
                 continue
-            assert_close(a, b, dtype=dtype, err_msg=f"{mode} {name} reverse={reverse}")
+            assert_close(a, b, dtype=dtype, reduction=seq_len * batch, err_msg=f"{mode} {name} reverse={reverse}")
 
 
 # --- layers against PyTorch ------------------------------------------------------------------------

@@ -762,11 +762,13 @@ def _pull(w_hh, j0, j1, grad, out):
 
 
 @njit
-def _store_rows(grad_t, r0, rows, t, grad_all):
-    """Copy gate-gradient rows of step t into their columns of grad_all (G*H, T*N), the big GEMMs' operand."""
+def _store_rows(grad_t, r0, rows, t, grad_all, col0, stride):
+    """Copy gate-gradient rows of step t into their columns of grad_all (G*H, T*N), the big GEMMs' operand:
+    columns t*stride + col0 + n (stride: the whole batch N; col0: where this part of the batch starts)."""
     batch = grad_t.shape[1]
+    first = t * stride + col0
     for q in range(r0, r0 + rows):
-        src, dst = grad_t[q], grad_all[q, t * batch:(t + 1) * batch]
+        src, dst = grad_t[q], grad_all[q, first:first + batch]
         for n in range(batch):
             dst[n] = src[n]
 
@@ -882,6 +884,44 @@ def _gru_step_back(gates_t, hidden_n_t, zmat, zb, dh, direct, grad_t, grad_h_t, 
         dd[i] = d[i] * gz[i]
 
 
+@njit
+def _backward_step(kind, s, j0, j1, p, w_hh, zmat, cells, gates, hidden_n, active, full, reverse, bptt_steps, grad_out,
+                   dh, dc, grad, grad_h, grad_all, grad_h_all, sq, col0, carry, direct):
+    """Units j0..j1 of processing step s of :func:`_backward_batched_kernel` (s = -1 only pulls the last carry)."""
+    seq_len = active.shape[0]
+    hidden = dh.shape[0]
+    gate_count = gates.shape[1] // hidden
+    stride = grad_all.shape[1] // seq_len
+    has_later = s + 1 < seq_len
+    t_later = _time(s + 1, seq_len, reverse) if has_later else 0
+    cut = has_later and _truncate(s + 1, bptt_steps)
+    t = _time(s, seq_len, reverse) if s >= 0 else t_later
+    zb, nb = _z_block(t, reverse), _z_next(t, reverse)
+    if has_later and not cut:
+        _pull(w_hh, j0, j1, grad_h[t_later], carry)
+    if cut and kind == KIND_LSTM:
+        dc[j0:j1] = dc.dtype.type(0)
+    total = _take_carry(dh, carry, direct, j0, j1, has_later, cut, active[t_later], s >= 0, grad_out[t], active[t])
+    if s < 0:
+        return
+    sq[p, t] = total
+    if kind == KIND_LSTM:
+        _lstm_step_back(gates[t], cells, zb, nb, dh, dc, grad[t], j0, j1, active[t], full[t])
+    elif kind == KIND_GRU:
+        _gru_step_back(gates[t], hidden_n[t], zmat, zb, dh, direct, grad[t], grad_h[t], j0, j1)
+    else:
+        _rnn_step_back(gates[t], dh, grad[t], j0, j1, kind == KIND_RNN_RELU)
+    for gate in range(gate_count):
+        r0 = gate * hidden + j0
+        if kind == KIND_GRU:
+            if not full[t]:
+                _zero_padded(grad_h[t], r0, j1 - j0, active[t])
+            _store_rows(grad_h[t], r0, j1 - j0, t, grad_h_all, col0, stride)
+        if not full[t]:
+            _zero_padded(grad[t], r0, j1 - j0, active[t])
+        _store_rows(grad[t], r0, j1 - j0, t, grad_all, col0, stride)
+
+
 @njit(parallel=True)
 def _backward_batched_kernel(kind, w_hh, bounds, zmat, cells, gates, hidden_n, active, full, reverse, bptt_steps,
                              grad_out, dh, dc, grad, grad_h, grad_all, grad_h_all, sq):
@@ -890,47 +930,40 @@ def _backward_batched_kernel(kind, w_hh, bounds, zmat, cells, gates, hidden_n, a
     grad (T, G*H, N) gets dL/d(pre-activation) and grad_h the same for the
     hidden part (GRU's n rows differ, else it is ``grad``); both are copied to
     (G*H, T*N) ``*_all`` for :func:`_weight_gradients_kernel`. dh/dc (H, N)
-    enter as the final states' gradients and leave as h0's/c0's. Processing
-    step s = -1 only pulls the last carry.
+    enter as the final states' gradients and leave as h0's/c0's. Per step one
+    region, each worker taking its chunk of the hidden units.
     """
     seq_len = active.shape[0]
-    hidden, batch = dh.shape
-    gate_count = gates.shape[1] // hidden
-    zero = dh.dtype.type(0)
-    carry = np.zeros((hidden, batch), dtype=dh.dtype)
-    direct = np.zeros((hidden, batch), dtype=dh.dtype)
+    carry = np.zeros(dh.shape, dtype=dh.dtype)
+    direct = np.zeros(dh.shape, dtype=dh.dtype)
     for s in range(seq_len - 1, -2, -1):
-        has_later = s + 1 < seq_len
-        t_later = _time(s + 1, seq_len, reverse) if has_later else 0
-        cut = has_later and _truncate(s + 1, bptt_steps)
-        t = _time(s, seq_len, reverse) if s >= 0 else t_later
-        zb, nb = _z_block(t, reverse), _z_next(t, reverse)
         for p in prange(bounds.shape[0] - 1):
-            j0, j1 = bounds[p], bounds[p + 1]
-            if has_later and not cut:
-                _pull(w_hh, j0, j1, grad_h[t_later], carry)
-            if cut and kind == KIND_LSTM:
-                dc[j0:j1] = zero
-            total = _take_carry(dh, carry, direct, j0, j1, has_later, cut, active[t_later], s >= 0, grad_out[t],
-                                active[t])
-            if s < 0:
-                continue
-            sq[p, t] = total
-            if kind == KIND_LSTM:
-                _lstm_step_back(gates[t], cells, zb, nb, dh, dc, grad[t], j0, j1, active[t], full[t])
-            elif kind == KIND_GRU:
-                _gru_step_back(gates[t], hidden_n[t], zmat, zb, dh, direct, grad[t], grad_h[t], j0, j1)
-            else:
-                _rnn_step_back(gates[t], dh, grad[t], j0, j1, kind == KIND_RNN_RELU)
-            for gate in range(gate_count):
-                r0 = gate * hidden + j0
-                if kind == KIND_GRU:
-                    if not full[t]:
-                        _zero_padded(grad_h[t], r0, j1 - j0, active[t])
-                    _store_rows(grad_h[t], r0, j1 - j0, t, grad_h_all)
-                if not full[t]:
-                    _zero_padded(grad[t], r0, j1 - j0, active[t])
-                _store_rows(grad[t], r0, j1 - j0, t, grad_all)
+            _backward_step(kind, s, bounds[p], bounds[p + 1], p, w_hh, zmat, cells, gates, hidden_n, active, full,
+                           reverse, bptt_steps, grad_out, dh, dc, grad, grad_h, grad_all, grad_h_all, sq, 0, carry,
+                           direct)
+
+
+@njit
+def _backward_one_worker(kind, w_hh, zmat, cells, gates, hidden_n, active, full, reverse, bptt_steps, grad_out, dh, dc,
+                         grad, grad_h, grad_all, grad_h_all, sq, col0):
+    """The time loop of :func:`_backward_batched_kernel` on the calling worker alone (all units at once), for
+    the part of the batch whose columns in grad_all start at col0."""
+    carry = np.zeros(dh.shape, dtype=dh.dtype)
+    direct = np.zeros(dh.shape, dtype=dh.dtype)
+    for s in range(active.shape[0] - 1, -2, -1):
+        _backward_step(kind, s, 0, dh.shape[0], 0, w_hh, zmat, cells, gates, hidden_n, active, full, reverse,
+                       bptt_steps, grad_out, dh, dc, grad, grad_h, grad_all, grad_h_all, sq, col0, carry, direct)
+
+
+@njit(parallel=True)
+def _backward_pair_kernel(kind, first, second):
+    """BPTT of the two halves of a batch (:func:`_forward_halves` with ``keep``), one worker each, no sync
+    between steps; ``first``/``second``: the arguments of :func:`_backward_one_worker` after ``kind``."""
+    for d in prange(2):
+        if d == 0:
+            _backward_one_worker(kind, *first)
+        else:
+            _backward_one_worker(kind, *second)
 
 
 @njit(parallel=True)
@@ -1037,8 +1070,8 @@ def _forward_batched(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, 
     _tile.register(x.dtype)
     x = np.ascontiguousarray(x)
     workers = parallel_workers()
-    if not keep and workers == 2 and x.shape[1] >= 2 * _blas_min_rows():
-        return _forward_halves(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse)
+    if workers == 2 and x.shape[1] >= 2 * _blas_min_rows() and config.RECURRENT_SPLIT_BATCH:
+        return _forward_halves(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, keep)
     arrays = _batched_direction(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, keep)
     w_hh, w_ih, bias, bias_hn, zmat, cells, gates, hidden_n, out = arrays
     active, full = _masks(x.shape[0], lengths)
@@ -1047,26 +1080,28 @@ def _forward_batched(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, 
     return _batched_result(mode, arrays, workers, active, full, reverse, keep)
 
 
-def _forward_halves(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse):
-    """Inference (nothing kept) on two workers: each runs half of the batch through every step on its own.
+def _forward_halves(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, keep):
+    """Two workers, each running half of the batch through every step on its own.
 
-    The sequences of a batch are independent, so the halves need no sync between steps; the training
-    path (``keep``) shares out each step's hidden units instead, because its backward needs one layout.
+    The sequences of a batch are independent, so the halves need no sync between steps (the
+    hidden-unit split of :func:`_forward_batched_kernel` syncs once per step). With ``keep`` the
+    saved state is one batched state per half, and :func:`_backward_batched` runs their BPTT the
+    same way, one worker per half.
     """
     half = x.shape[1] // 2
     runs = []
     for rows in (slice(0, half), slice(half, None)):
         part = np.ascontiguousarray(x[:, rows])
         arrays = _batched_direction(mode, part, h0[rows], None if c0 is None else c0[rows], w_ih, w_hh, b_ih, b_hh,
-                                    reverse, False)
+                                    reverse, keep)
         active, full = _masks(x.shape[0], lengths[rows])
         runs.append((part, active, full, reverse, *arrays))
     run_parallel(_forward_pair_kernel, _KINDS[mode], runs[0], runs[1])
-    results = [_batched_result(mode, run[4:], 1, run[1], run[2], reverse, False) for run in runs]
+    results = [_batched_result(mode, run[4:], 1, run[1], run[2], reverse, keep) for run in runs]
     out = np.concatenate([r[0] for r in results], axis=1)
     h_n = np.concatenate([r[1] for r in results])
     c_n = np.concatenate([r[2] for r in results]) if mode == "lstm" else None
-    return out, h_n, c_n, None
+    return out, h_n, c_n, (("halves", mode, (results[0][3], results[1][3])) if keep else None)
 
 
 def recurrent_forward_bidirectional(mode, x, forward, backward, lengths, keep):
@@ -1095,29 +1130,46 @@ def recurrent_forward_bidirectional(mode, x, forward, backward, lengths, keep):
 
 
 def _backward_batched(saved, grad_out, grad_h_n, grad_c_n, bptt_steps):
-    _, mode, w_hh, w_ih, workers, zmat, cells, gates, hidden_n, active, full, reverse = saved
-    _tile.register(zmat.dtype)
-    seq_len, batch = active.shape
+    """BPTT of the batched path: ``saved`` is one "batched" state, or "halves" (two, one per half of the
+    batch, each run on its own worker). Then the weight, bias and input gradients of all parts together."""
+    parts = saved[2] if saved[0] == "halves" else (saved,)
+    _, mode, w_hh, w_ih, workers = parts[0][:5]
+    workers = max(workers, len(parts))
+    dtype = parts[0][5].dtype
+    _tile.register(dtype)
+    seq_len = parts[0][9].shape[0]
+    batch = sum(part[9].shape[1] for part in parts)
     hidden, input_size = w_hh.shape[1], w_ih.shape[1]
-    dtype = zmat.dtype
     gate_count = GATE_COUNT[mode]
     grad_out = np.ascontiguousarray(grad_out, dtype=dtype)
-    dh = np.zeros((hidden, batch), dtype) if grad_h_n is None else np.array(np.asarray(grad_h_n).T, dtype, order="C")
-    dc = np.zeros((hidden, batch), dtype)
-    if mode == "lstm" and grad_c_n is not None:
-        dc[...] = np.asarray(grad_c_n).T
-    grad = np.empty_like(gates)
     grad_all = np.empty((gate_count * hidden, seq_len * batch), dtype)
-    grad_h, grad_h_all = grad, grad_all
-    if mode == "gru":
-        grad_h, grad_h_all = np.empty_like(gates), np.empty_like(grad_all)
-    sq = np.zeros((workers, seq_len), dtype)
-    _run(workers, _backward_batched_kernel, _KINDS[mode], w_hh, _chunk_bounds(hidden, workers), zmat, cells, gates,
-         hidden_n, active, full, reverse, bptt_steps, grad_out, dh, dc, grad, grad_h, grad_all, grad_h_all, sq)
-    # the GEMM operand [h; x; 1] of every step, columns in time order (step t: t*N .. t*N + N)
-    steps = slice(1, None) if reverse else slice(0, seq_len)
-    zcols = np.ascontiguousarray(zmat[steps].transpose(1, 0, 2)).reshape(zmat.shape[1], seq_len * batch)
-    grad_w = np.empty((gate_count * hidden, zmat.shape[1]), dtype)
+    grad_h_all = np.empty_like(grad_all) if mode == "gru" else grad_all
+    width = parts[0][5].shape[1]
+    zcols = np.empty((width, seq_len, batch), dtype)  # [h; x; 1] of every step, columns t*N + n
+    runs, col0 = [], 0
+    for part in parts:
+        zmat, cells, gates, hidden_n, active, full, reverse = part[5:]
+        cols = slice(col0, col0 + active.shape[1])
+        dh = np.zeros((hidden, active.shape[1]), dtype)
+        if grad_h_n is not None:
+            dh[...] = np.asarray(grad_h_n)[cols].T
+        dc = np.zeros_like(dh)
+        if mode == "lstm" and grad_c_n is not None:
+            dc[...] = np.asarray(grad_c_n)[cols].T
+        grad = np.empty_like(gates)
+        grad_h = np.empty_like(gates) if mode == "gru" else grad
+        part_out = grad_out if len(parts) == 1 else np.ascontiguousarray(grad_out[:, cols])
+        sq = np.zeros((workers if len(parts) == 1 else 1, seq_len), dtype)
+        runs.append((w_hh, zmat, cells, gates, hidden_n, active, full, reverse, bptt_steps, part_out, dh, dc, grad,
+                     grad_h, grad_all, grad_h_all, sq, col0))
+        zcols[:, :, cols] = zmat[slice(1, None) if reverse else slice(0, seq_len)].transpose(1, 0, 2)
+        col0 = cols.stop
+    if len(runs) == 2:
+        run_parallel(_backward_pair_kernel, _KINDS[mode], runs[0], runs[1])
+    else:
+        _run(workers, _backward_batched_kernel, _KINDS[mode], w_hh, _chunk_bounds(hidden, workers), *runs[0][1:17])
+    zcols = zcols.reshape(width, seq_len * batch)
+    grad_w = np.empty((gate_count * hidden, width), dtype)
     grad_x = np.empty((seq_len, batch, input_size), dtype)
     _run(workers, _weight_gradients_kernel, w_ih, zcols, grad_all, grad_h_all, mode == "gru",
          _chunk_bounds(gate_count * hidden, workers), _chunk_bounds(seq_len * batch, workers), grad_w, grad_x)
@@ -1127,9 +1179,10 @@ def _backward_batched(saved, grad_out, grad_h_n, grad_c_n, bptt_steps):
     grad_b_hh = grad_b_ih.copy()
     if mode == "gru":
         grad_b_hh[GRU_N * hidden:] = grad_h_all[GRU_N * hidden:].sum(axis=1)
-    norms = np.sqrt(sq.sum(axis=0))
-    return (grad_x, np.ascontiguousarray(dh.T), np.ascontiguousarray(dc.T) if mode == "lstm" else None,
-            grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh, norms)
+    norms = np.sqrt(sum(run[16].sum(axis=0) for run in runs))
+    grad_h0 = np.concatenate([run[10].T for run in runs])
+    grad_c0 = np.concatenate([run[11].T for run in runs]) if mode == "lstm" else None
+    return grad_x, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh, norms
 
 
 def _use_batched(mode, batch):
@@ -1172,7 +1225,7 @@ def recurrent_forward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse,
 
 
 def recurrent_backward(saved, grad_out, grad_h_n, grad_c_n, bptt_steps):
-    if saved[0] == "batched":
+    if saved[0] in ("batched", "halves"):
         return _backward_batched(saved, grad_out, grad_h_n, grad_c_n, bptt_steps)
     mode, x, h0, c0, w_ih, w_hh, lengths, reverse, gates, out, extra = saved
     seq_len, batch, input_size = x.shape
