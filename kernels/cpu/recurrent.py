@@ -117,18 +117,26 @@ def _matmul(a, b, out, blas_min_rows):
 def _project(h, w_hh_t, proj):
     """proj (N, G*H) = h @ W_hh^T for the few sequences of the per-sequence loop.
 
-    A plain loop streams rows of ``W_hh^T`` into ``proj``: BLAS's fixed cost
-    per call exceeds the whole product for one sequence with H = 64 (batches
-    of ``config.RECURRENT_BLAS_MIN_BATCH`` or more take the batched path).
+    A plain loop streams rows of ``W_hh^T`` into ``proj``, four of them per pass
+    so each load and store of ``proj`` carries four multiply-adds (one row per
+    pass was bound by those stores): BLAS's fixed cost per call exceeds the
+    whole product for one sequence with H = 64 (batches of
+    ``config.RECURRENT_BLAS_MIN_BATCH`` or more take the batched path).
     """
     batch, hidden = h.shape
     gates = proj.shape[1]
     zero = proj.dtype.type(0)
+    whole = hidden - hidden % 4
     for n in range(batch):
         row = proj[n]
         for m in range(gates):
             row[m] = zero
-        for k in range(hidden):
+        for k in range(0, whole, 4):
+            h0, h1, h2, h3 = h[n, k], h[n, k + 1], h[n, k + 2], h[n, k + 3]
+            w0, w1, w2, w3 = w_hh_t[k], w_hh_t[k + 1], w_hh_t[k + 2], w_hh_t[k + 3]
+            for m in range(gates):
+                row[m] += h0 * w0[m] + h1 * w1[m] + h2 * w2[m] + h3 * w3[m]
+        for k in range(whole, hidden):
             h_nk = h[n, k]
             w_row = w_hh_t[k]
             for m in range(gates):
