@@ -160,7 +160,9 @@ RECURRENT_BLAS_MIN_BATCH = 8
 # (medians of 20 fwd / 10 fwd+bwd rounds, three runs), batch split vs unit split:
 #   LSTM fwd 13.75/12.47/13.13 vs 15.20/13.30/14.05 ms, fwd+bwd 34.2/36.8/35.7 vs 35.1/39.6/37.0;
 #   GRU fwd 10.4/9.6/9.9 vs 10.5/9.9/10.4, fwd+bwd 35.2/30.8/33.8 vs 33.7/28.8/34.9;
-#   RNN fwd 4.57/3.59/4.07 vs 4.17/3.54/4.24, fwd+bwd 12.4/11.1/12.2 vs 11.9/11.0/12.0.
+#   RNN fwd 4.57/3.59/4.07 vs 4.17/3.54/4.24, fwd+bwd 12.4/11.1/12.2 vs 11.9/11.0/12.0;
+#   two later LSTM runs: fwd 16.70/12.94 vs 16.98/12.66, fwd+bwd 33.3/35.6 vs 32.7/35.3.
+# So: LSTM a few % faster or level, GRU and RNN level (within this VM's noise).
 RECURRENT_SPLIT_BATCH = True
 
 # --- register-blocked GEMM tiles (kernels/cpu/_tile.py) ----------------------
