@@ -76,6 +76,21 @@ def test_max_pool_algorithms_match_reference(rng, dtype, in_size, kernel, stride
         _check_max(x, kernel, stride, padding, (1, 1), out_size, algorithm)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("in_size", [(32, 32), (2, 2), (2, 5), (7, 3), (5, 9)])
+def test_max_pool_3x3_same_values_match_reference(rng, dtype, in_size):
+    """The values-only 3x3 stride-1 padding-1 kernel (chosen when no indices are asked for): the
+    reference's maxima with NaN, -inf and ties in the data, borders and 2-row/2-column planes included."""
+    x = _data(rng, (2, 3) + in_size, dtype)
+    args = ((3, 3), (1, 1), (1, 1), (1, 1), in_size)
+    assert cpu.max_pool2d_algorithm(x, *args, indices=False) == "window3x3"
+    out, none = cpu.max_pool2d_forward(x, *args, indices=False)
+    assert none is None and out.dtype == x.dtype
+    np.testing.assert_array_equal(out, ref.max_pool2d_forward(x, *args)[0])
+    with pytest.raises(ValueError, match="values only"):
+        cpu.max_pool2d_forward(x, *args, algorithm="window3x3")
+
+
 def test_fast_paths_are_chosen():
     x = np.zeros((1, 1, 32, 32), np.float32)
     assert cpu.max_pool2d_algorithm(x, (2, 2), (2, 2), (0, 0), (1, 1), (16, 16)) == "window2x2"

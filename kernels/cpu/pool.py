@@ -79,6 +79,12 @@ def _pick(v, best, at, v_at):
 
 
 @njit(inline="always")
+def _best(v, best):
+    """_pick without the index: the value the scan keeps."""
+    return v if (v > best) | (v != v) else best
+
+
+@njit(inline="always")
 def _max_window_row(x, p, h, width, j, kw, sw, pw):
     """Best value over the in-bounds taps of output column j in row h, and its column
     relative to the window start (scalar; every window has an in-bounds tap when dilation is 1)."""
@@ -250,6 +256,36 @@ def _max_pool_2x2(x, width, oh, ow, out, idx, tasks):
                     out[p, _u(m0 + j)] = best
                     if keep:
                         idx[p, _u(m0 + j)] = np.int64(at) + (r0 + 2 * j)
+
+
+@njit(parallel=True)
+def _max_pool_3x3_same(x, height, width, out, tasks):
+    """3x3 windows, stride 1, padding 1 (the output has the input's size; height, width >= 2), values
+    only: each row's best of three columns, then the best of three such rows. Every loop runs over one
+    row at index j, so it vectorises (the separable kernel's vertical pass over the whole plane, with
+    its runtime row offsets, did not). Same scan rule as _pick, so NaN and ties agree with it.
+    """
+    planes = x.shape[0]
+    last = width - 1
+    for t in prange(tasks):
+        hv = np.empty((height, width), dtype=x.dtype)
+        for p in range(t * planes // tasks, (t + 1) * planes // tasks):
+            for h in range(height):
+                src, dst = x[p, h * width:(h + 1) * width], hv[h]
+                dst[0] = _best(src[1], src[0])
+                for j in range(1, last):
+                    dst[_u(j)] = _best(src[_u(j + 1)], _best(src[_u(j)], src[_u(j - 1)]))
+                dst[last] = _best(src[last], src[last - 1])
+            for i in range(height):
+                o = out[p, i * width:(i + 1) * width]
+                r0, r1 = hv[max(i - 1, 0)], hv[min(i + 1, height - 1)]
+                if 0 < i < height - 1:
+                    mid = hv[i]
+                    for j in range(width):
+                        o[_u(j)] = _best(r1[_u(j)], _best(mid[_u(j)], r0[_u(j)]))
+                else:  # top or bottom row: two window rows
+                    for j in range(width):
+                        o[_u(j)] = _best(r1[_u(j)], r0[_u(j)])
 
 
 @njit(parallel=True)
@@ -552,11 +588,14 @@ def _planes(x):
     return x.reshape((-1,) + x.shape[2:])
 
 
-def max_pool2d_algorithm(x, kernel, stride, padding, dilation, out_size) -> str:
-    """Which max-pooling kernel runs: "window2x2", "separable" or "direct"."""
+def max_pool2d_algorithm(x, kernel, stride, padding, dilation, out_size, indices=True) -> str:
+    """Which max-pooling kernel runs: "window2x2", "window3x3" (values only), "separable" or "direct"."""
     height, width = x.shape[2:]
     if dilation != (1, 1) or height * width >= config.POOL_INT32_PLANE_LIMIT:
         return "direct"
+    if (not indices and kernel == (3, 3) and stride == (1, 1) and padding == (1, 1)
+            and tuple(out_size) == (height, width) and height >= 2 and width >= 2):
+        return "window3x3"
     if (kernel == (2, 2) and stride == (2, 2) and padding == (0, 0)
             and 2 * out_size[0] <= height and 2 * out_size[1] <= width):
         return "window2x2"
@@ -569,19 +608,25 @@ def max_pool2d_forward(x, kernel, stride, padding, dilation, out_size, *, indice
     :func:`max_pool2d_algorithm`.
 
     "window2x2" and "separable" require dilation 1 (each window then has an
-    in-bounds tap); "direct" handles everything.
+    in-bounds tap), "window3x3" a 3x3 stride-1 padding-1 window on planes of
+    at least 2x2 and indices=False; "direct" handles everything.
     """
     n, c, height, width = x.shape
     oh, ow = out_size
     out = np.empty((n, c, oh, ow), dtype=x.dtype)
     idx = np.empty((n, c, oh, ow) if indices else (0, 0, 0, 0), dtype=np.int64)
     if algorithm is None:
-        algorithm = max_pool2d_algorithm(x, tuple(kernel), tuple(stride), tuple(padding), tuple(dilation), out_size)
+        algorithm = max_pool2d_algorithm(x, tuple(kernel), tuple(stride), tuple(padding), tuple(dilation), out_size,
+                                         indices)
+    if algorithm == "window3x3" and indices:
+        raise ValueError("max_pool2d_forward: the window3x3 kernel makes values only (indices=False)")
     flat_x = x.reshape(n * c, height * width)
     flat_out = out.reshape(n * c, oh * ow)
     flat_idx = idx.reshape(n * c, oh * ow) if indices else np.empty((0, 0), np.int64)
     if algorithm == "window2x2":
         _max_pool_2x2(flat_x, width, oh, ow, flat_out, flat_idx, _tasks(x))
+    elif algorithm == "window3x3":
+        _max_pool_3x3_same(flat_x, height, width, flat_out, _tasks(x))
     elif algorithm == "separable":
         _max_pool_separable(flat_x, height, width, *kernel, *stride, *padding, oh, ow, flat_out, flat_idx, _tasks(x))
     else:
