@@ -50,6 +50,8 @@ def warmup(dtypes=("float32",), backends=("cpu",)) -> None:
             grad.conv2d_backward(y, xd, wd, padding=1, backend=name)
             p, idx = functional.max_pool2d(x, 2, return_indices=True, backend=name)
             grad.max_pool2d_backward(p, x, 2, indices=idx, backend=name)
+            functional.max_pool2d(x, 3, 1, 1, backend=name)  # 3x3 "same", values only
+            functional.max_pool2d(x, 3, 1, 1, return_indices=True, backend=name)  # separable
             a = functional.avg_pool2d(x, 2, backend=name)
             grad.avg_pool2d_backward(a, x, 2, backend=name)
             a = functional.adaptive_avg_pool2d(x, 2, backend=name)
