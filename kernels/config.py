@@ -92,6 +92,14 @@ CONV_TILE_COLUMNS = 2048
 #   conv c: tiles 0.98, 1.01 vs shifted GEMMs 0.94, 0.89;
 #   conv e (N=1, two 32-channel chunks): 0.92, 1.00 vs 0.85, 0.77.
 CONV_TILED_MAX_CHANNELS = 10**9
+# Rows of the "long" conv tile (CONV_LONG_ROWS output channels by three SIMD vectors,
+# 24 float32 columns), which _tile.conv_rows uses for output rows of an odd number
+# of vectors (conv a: 24 columns, e: 56 = 24 + 16 + 16). Fifth session, conv a's
+# tiles along its output rows, one core, 5x5 taps into 24 columns (no garbage):
+#   3 x 3 vectors 93 GFLOP/s, 4 x 3 85 (12 accumulators + 3 B + 1 broadcast = all 16
+#   ymm), 6 x 2 at columns 0 and 8 68 useful (90 computed); the flat padded-width
+#   tiles ran 56 useful (65 computed) on the same shape.
+CONV_LONG_ROWS = 3
 # Otherwise, forward with at most this many input channels per group runs the
 # pass-per-kernel-row direct kernel, if the batch has at least CONV_DIRECT_MIN_IMAGES images (prange
 # over images) and the multiply-adds are under CONV_DIRECT_MAX_WORK.

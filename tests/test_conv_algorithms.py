@@ -65,6 +65,12 @@ GEOMETRIES = [
     pytest.param(((2, 3, 6, 5), (7, 3, 3, 2), (1, 1), (1, 0, 2, 1), (1, 1), 1), id="tiled-asym-pad"),
     # one image, 20 channels in, 14 out: the tiles share the output channels out in chunks
     pytest.param(((1, 20, 7, 9), (14, 20, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1), id="tiled-one-image"),
+    # output rows at least one tile wide: tiles along the rows, stored straight into the output (float32:
+    # one long tile per 24-column row, read from the unpadded input; 21 columns: a shifted last tile;
+    # 56 = 24 + 16 + 16 on one image, in chunks)
+    pytest.param(((2, 1, 27, 28), (9, 1, 5, 5), (1, 1), (0, 0, 0, 0), (1, 1), 1), id="tiled-rows-valid"),
+    pytest.param(((2, 3, 6, 19), (7, 3, 3, 2), (1, 1), (1, 0, 2, 1), (1, 1), 1), id="tiled-rows-shifted"),
+    pytest.param(((1, 4, 5, 56), (8, 4, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1), id="tiled-rows-one-image"),
 ]
 
 

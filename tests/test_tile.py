@@ -87,11 +87,12 @@ def test_conv_tiles_match_numpy(k_out, channels, kh, kw, dtype):
     plane = width + (kh - 1) * row + kw
     xp = rng.standard_normal(channels * plane).astype(dtype)
     weight = rng.standard_normal((k_out, channels * kh * kw)).astype(dtype)
+    bias = rng.standard_normal(k_out).astype(dtype)
     ext = np.full((k_out, width + 5), 7.0, dtype)
-    conv_tiles(k_out, width, channels, kh, kw, weight, xp, plane, row, ext)
+    conv_tiles(k_out, width, channels, kh, kw, weight, xp, plane, row, bias, ext)
     planes = xp.reshape(channels, plane).astype(np.float64)
     w = weight.reshape(k_out, channels, kh, kw).astype(np.float64)
-    expected = np.zeros((k_out, width))
+    expected = np.zeros((k_out, width)) + bias[:, None]
     for c in range(channels):
         for r in range(kh):
             for s in range(kw):
@@ -101,3 +102,37 @@ def test_conv_tiles_match_numpy(k_out, channels, kh, kw, dtype):
     np.testing.assert_array_equal(ext[:, width:], 7.0)
     starts = _row_blocks(k_out)
     assert starts[0] == 0 and starts[-1] == k_out and np.all(np.diff(starts) >= 1) and np.all(np.diff(starts) <= 6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("use_long", [True, False])
+@pytest.mark.parametrize("k_out,channels,kh,kw,ow", [(32, 1, 5, 5, 24), (13, 3, 3, 3, 56), (5, 2, 3, 3, 40),
+                                                     (7, 2, 2, 4, 28), (2, 1, 1, 1, 16), (1, 3, 3, 3, 24),
+                                                     (11, 1, 5, 5, 20), (4, 2, 3, 3, 17)])
+def test_conv_rows_match_numpy(k_out, channels, kh, kw, ow, use_long, dtype):
+    """conv_rows: tiles along each output row stored straight into (k_out, oh, ow), for row widths made of
+    long and wide tiles, ones ending in an overlapping (shifted) wide tile, every block tail of both tile
+    shapes and the three kernel-width variants; nothing outside the block is written."""
+    from fastml.kernels.cpu._tile import _long_blocks, conv_rows
+
+    rng = np.random.default_rng(k_out * 11 + ow)
+    oh = 3
+    wq = ow + kw - 1 + 2  # two columns of the row that no tap may use: NaN
+    hq = oh + kh - 1
+    planes = rng.standard_normal((channels, hq, wq)).astype(dtype)
+    planes[:, :, ow + kw - 1:] = np.nan
+    weight = rng.standard_normal((k_out, channels * kh * kw)).astype(dtype)
+    bias = rng.standard_normal(k_out).astype(dtype)
+    out = np.full(k_out * oh * ow + 5, 7.0, dtype)
+    conv_rows(k_out, oh, ow, channels, kh, kw, weight, planes.ravel(), hq * wq, wq, bias, out, use_long)
+    w = weight.reshape(k_out, channels, kh, kw).astype(np.float64)
+    expected = np.zeros((k_out, oh, ow)) + bias[:, None, None]
+    for c in range(channels):
+        for r in range(kh):
+            for s in range(kw):
+                expected += w[:, c, r, s, None, None] * planes[c, r:r + oh, s:s + ow].astype(np.float64)[None]
+    tol = (2e-6 if dtype == np.float32 else 1e-14) * 4 * (channels * kh * kw) ** 0.5
+    np.testing.assert_allclose(out[:-5].reshape(k_out, oh, ow), expected, rtol=tol, atol=tol)
+    np.testing.assert_array_equal(out[-5:], 7.0)
+    starts = _long_blocks(k_out)
+    assert starts[0] == 0 and starts[-1] == k_out and np.all(np.diff(starts) >= 1) and np.all(np.diff(starts) <= 4)

@@ -64,6 +64,19 @@ class _Emitter:
             for slot in row:
                 builder.store(ir.Constant(self.vector, None), slot)
 
+    def _broadcast(self, scalar):
+        undefined = ir.Constant(self.vector, ir.Undefined)
+        splat = ir.Constant(ir.VectorType(ir.IntType(32), self.lanes), None)
+        return self.builder.shuffle_vector(
+            self.builder.insert_element(undefined, scalar, ir.Constant(ir.IntType(32), 0)), undefined, splat)
+
+    def start_from(self, row_ptr):
+        """acc[i][v] = row_ptr[i] in every lane (the conv tiles start from the bias)."""
+        for i in range(self.rows):
+            value = self._broadcast(self.builder.load(self.builder.gep(row_ptr, [self.const(i)])))
+            for slot in self.acc[i]:
+                self.builder.store(value, slot)
+
     def const(self, value):
         return ir.Constant(self.intp, value)
 
@@ -79,12 +92,8 @@ class _Emitter:
         builder, lanes = self.builder, self.lanes
         b_vectors = [builder.load(self._vector_ptr(b_ptr, builder.add(b_offset, self.const(v * lanes))),
                                   align=self.align) for v in range(self.vectors)]
-        undefined = ir.Constant(self.vector, ir.Undefined)
-        splat = ir.Constant(ir.VectorType(ir.IntType(32), lanes), None)
         for i in range(self.rows):
-            scalar = builder.load(builder.gep(a_ptr, [a_index(i)]))
-            broadcast = builder.shuffle_vector(builder.insert_element(undefined, scalar, ir.Constant(ir.IntType(32), 0)),
-                                               undefined, splat)
+            broadcast = self._broadcast(builder.load(builder.gep(a_ptr, [a_index(i)])))
             for v in range(self.vectors):
                 slot = self.acc[i][v]
                 builder.store(builder.call(self.fmuladd, [broadcast, b_vectors[v], builder.load(slot)]), slot)
@@ -310,29 +319,31 @@ def _gemm_small_external_impl(m, n, k, a, a_row, a_col, b, ldb, c, ldc, accumula
 
 # --- convolution tiles: the reduction runs over (channel, kernel row, kernel column) -------------
 def _make_conv_tile(rows: int, vectors: int, fixed_kw=None):
-    """Intrinsic ``conv(channels, kh, kw, a, a_row, b, b_channel, b_row, c, ldc)``.
+    """Intrinsic ``conv(channels, kh, kw, a, a_row, b, b_channel, b_row, c, ldc, bias)``.
 
-    c[i*ldc + q] = sum over (ch, r, s) of a[i*a_row + (ch*kh + r)*kw + s] * b[ch*b_channel + r*b_row + s + q]
+    c[i*ldc + q] = bias[i] + sum over (ch, r, s) of a[i*a_row + (ch*kh + r)*kw + s] * b[ch*b_channel + r*b_row + s + q]
     for i < rows, q < vectors*lanes: ``rows`` output channels of a stride-1
-    convolution at ``vectors*lanes`` adjacent positions of the padded-width
-    plane (``b`` is the padded input, one plane per channel). Every
-    accumulator stays in a register for the whole reduction. With
+    convolution at ``vectors*lanes`` adjacent output positions (``b`` is the
+    (padded) input at the first one's top-left tap, one plane per channel).
+    Every accumulator stays in a register for the whole reduction. With
     ``fixed_kw`` the kernel-column loop is unrolled for that width (the
     caller passes kw == fixed_kw): a runtime 3- or 5-trip loop cost a third
     of the tile's time.
     """
 
     @intrinsic
-    def conv(typingctx, channels, kh, kw, a, a_row, b, b_channel, b_row, c, ldc):
+    def conv(typingctx, channels, kh, kw, a, a_row, b, b_channel, b_row, c, ldc, bias):
         if not (isinstance(a, types.Array) and a.dtype in (types.float32, types.float64)
-                and b == a and c == a):
+                and b == a and c == a and bias == a):
             return None
-        sig = types.void(types.intp, types.intp, types.intp, a, types.intp, a, types.intp, types.intp, a, types.intp)
+        sig = types.void(types.intp, types.intp, types.intp, a, types.intp, a, types.intp, types.intp, a, types.intp,
+                         a)
 
         def codegen(context, builder, signature, args):
-            channels, kh, kw, a, a_row, b, b_channel, b_row, c, ldc = args
+            channels, kh, kw, a, a_row, b, b_channel, b_row, c, ldc, bias = args
             emit = _Emitter(context, builder, signature.args[3], rows, vectors)
             a_ptr, b_ptr, c_ptr = emit.data(a), emit.data(b), emit.data(c)
+            emit.start_from(emit.data(bias))
             with cgutils.for_range(builder, channels) as by_channel:
                 ch = by_channel.index
                 with cgutils.for_range(builder, kh) as by_row:
@@ -359,15 +370,25 @@ def _make_conv_tile(rows: int, vectors: int, fixed_kw=None):
     return conv
 
 
-# _conv<kw>_<rows>: kernel width 3, 5 or any (0), 1..6 output channels
+# Two tile shapes: "wide" (TILE_ROWS output channels by TILE_VECTORS vectors, 6 x 16 float32 columns) and
+# "long" (CONV_LONG_ROWS rows by three vectors, 3 x 24: rows of 24 or 8*(2k+1) outputs need no
+# overlapping tile). _conv<kw>_<rows> / _long<kw>_<rows>: kernel width 3, 5 or any (0).
+LONG_VECTORS = 3
+LONG_ROWS = config.CONV_LONG_ROWS
+if not 1 <= LONG_ROWS <= 3:
+    raise ValueError(f"kernels.config: CONV_LONG_ROWS must be 1..3, got {LONG_ROWS}")
 _conv0_1, _conv0_2, _conv0_3, _conv0_4, _conv0_5, _conv0_6 = (_make_conv_tile(r, TILE_VECTORS) for r in range(1, 7))
 _conv3_1, _conv3_2, _conv3_3, _conv3_4, _conv3_5, _conv3_6 = (_make_conv_tile(r, TILE_VECTORS, 3) for r in range(1, 7))
 _conv5_1, _conv5_2, _conv5_3, _conv5_4, _conv5_5, _conv5_6 = (_make_conv_tile(r, TILE_VECTORS, 5) for r in range(1, 7))
+# up to LONG_ROWS + 1 rows: a block count that doesn't divide evenly ends in blocks one row taller
+_long0_1, _long0_2, _long0_3, _long0_4 = (_make_conv_tile(r, LONG_VECTORS) for r in range(1, 5))
+_long3_1, _long3_2, _long3_3, _long3_4 = (_make_conv_tile(r, LONG_VECTORS, 3) for r in range(1, 5))
+_long5_1, _long5_2, _long5_3, _long5_4 = (_make_conv_tile(r, LONG_VECTORS, 5) for r in range(1, 5))
 
 
 @njit(inline="always")
-def _conv_tile(rows, channels, kh, kw, a, a_row, b, b_channel, b_row, c, ldc):
-    args = (channels, kh, kw, a, a_row, b, b_channel, b_row, c, ldc)
+def _conv_tile(rows, channels, kh, kw, a, a_row, b, b_channel, b_row, c, ldc, bias):
+    args = (channels, kh, kw, a, a_row, b, b_channel, b_row, c, ldc, bias)
     if kw == 3:
         if rows == 6:
             _conv3_6(*args)
@@ -408,16 +429,66 @@ def _conv_tile(rows, channels, kh, kw, a, a_row, b, b_channel, b_row, c, ldc):
         _conv0_1(*args)
 
 
+@njit(inline="always")
+def _long_tile(rows, channels, kh, kw, a, a_row, b, b_channel, b_row, c, ldc, bias):
+    args = (channels, kh, kw, a, a_row, b, b_channel, b_row, c, ldc, bias)
+    if kw == 3:
+        if rows == 4:
+            _long3_4(*args)
+        elif rows == 3:
+            _long3_3(*args)
+        elif rows == 2:
+            _long3_2(*args)
+        else:
+            _long3_1(*args)
+    elif kw == 5:
+        if rows == 4:
+            _long5_4(*args)
+        elif rows == 3:
+            _long5_3(*args)
+        elif rows == 2:
+            _long5_2(*args)
+        else:
+            _long5_1(*args)
+    elif rows == 4:
+        _long0_4(*args)
+    elif rows == 3:
+        _long0_3(*args)
+    elif rows == 2:
+        _long0_2(*args)
+    else:
+        _long0_1(*args)
+
+
+@njit
+def _long_blocks(rows):
+    """Start of each block of LONG_ROWS rows. A remainder adds one row to each of the last blocks (32
+    rows in blocks of 3: eight of 3, two of 4), or where there are too few blocks for that is a short
+    last block (5 rows: 3, 2)."""
+    count, extra = rows // LONG_ROWS, rows % LONG_ROWS
+    spread = extra <= count
+    blocks = count if spread else count + 1
+    starts = np.empty(blocks + 1, np.int64)
+    start = 0
+    for b in range(blocks):
+        starts[b] = start
+        start += LONG_ROWS + (1 if spread and b >= count - extra else 0)
+    starts[blocks] = rows
+    return starts
+
+
 @njit
 def conv_width_multiple(x):
-    """Columns per conv tile (``TILE_VECTORS`` vectors of x's dtype): :func:`conv_tiles` widths are multiples."""
+    """Columns per wide conv tile (``TILE_VECTORS`` vectors of x's dtype): the flat layout's widths are
+    multiples, and :func:`conv_rows` needs output rows at least this wide."""
     return TILE_VECTORS * _lanes_of(x)
 
 
 @njit
-def conv_tiles(k_out, width, channels, kh, kw, weight, xp, b_channel, b_row, ext):
-    """ext[k, q] = sum over (c, r, s) of weight[k, c, r, s] * xp[c*b_channel + r*b_row + s + q], q < width.
+def conv_tiles(k_out, width, channels, kh, kw, weight, xp, b_channel, b_row, bias, ext):
+    """ext[k, q] = bias[k] + sum over (c, r, s) of weight[k, c, r, s] * xp[c*b_channel + r*b_row + s + q], q < width.
 
+    The flat ("padded-width") layout, for output rows narrower than a tile:
     weight (k_out, channels*kh*kw) and ext (k_out, >= width) are 2-D C
     arrays, xp the 1-D padded input; ``width`` a multiple of
     :func:`conv_width_multiple`, and xp long enough for the last tap of the
@@ -435,4 +506,59 @@ def conv_tiles(k_out, width, channels, kh, kw, weight, xp, b_channel, b_row, ext
         for block in range(starts.shape[0] - 1):
             i0 = starts[block]
             _conv_tile(starts[block + 1] - i0, channels, kh, kw, flat_w[i0 * taps:], taps, b0, b_channel, b_row,
-                       flat_out[i0 * ldc + j0:], ldc)
+                       flat_out[i0 * ldc + j0:], ldc, bias[i0:])
+
+
+@njit
+def _row_segments(ow, lanes, use_long):
+    """(start column, is long) of the tiles covering an output row of ``ow`` >= 2*lanes columns: one long
+    tile first when ow is an odd number (>= 3) of vectors, wide tiles after it, and where ow is no
+    multiple of a wide tile the last wide tile shifted left to end at ow (recomputing a few columns)."""
+    wide = TILE_VECTORS * lanes
+    long_first = use_long and ow % lanes == 0 and (ow // lanes) % 2 == 1 and ow >= LONG_VECTORS * lanes and TILE_VECTORS == 2
+    first = LONG_VECTORS * lanes if long_first else 0
+    count = (1 if long_first else 0) + (ow - first + wide - 1) // wide
+    starts = np.empty(count, np.int64)
+    long = np.zeros(count, np.bool_)
+    t = 0
+    if long_first:
+        long[0] = True
+        t = 1
+    for x0 in range(first, ow, wide):
+        starts[t] = min(x0, ow - wide)
+        t += 1
+    if long_first:
+        starts[0] = 0
+    return starts, long
+
+
+@njit
+def conv_rows(k_out, oh, ow, channels, kh, kw, weight, xp, b_channel, b_row, bias, out, use_long=True):
+    """out[k*oh*ow + y*ow + x] = bias[k] + sum over (c, r, s) of weight[k, c*kh*kw + r*kw + s] * xp[c*b_channel
+    + (y + r)*b_row + x + s], for y < oh and x < ow >= :func:`conv_width_multiple`.
+
+    Tiles run along each output row and store straight into the (k_out, oh,
+    ow) output block ``out`` (1-D, C order): no garbage columns, no copy out.
+    xp is the (padded) input, one plane of b_channel elements per channel
+    and rows b_row apart; no tap reads past column ``ow - 1 + kw - 1`` of
+    its row. Segments outside, output-channel blocks inside: a segment's
+    input columns serve every output channel from L1.
+    """
+    taps = weight.shape[1]
+    flat_w, ldc = weight.ravel(), oh * ow
+    seg_starts, seg_long = _row_segments(ow, _lanes_of(xp), use_long)
+    wide_blocks, long_blocks = _row_blocks(k_out), _long_blocks(k_out)
+    for y in range(oh):
+        for seg in range(seg_starts.shape[0]):
+            x0 = seg_starts[seg]
+            b0, c0 = xp[y * b_row + x0:], out[y * ow + x0:]
+            if seg_long[seg]:
+                for block in range(long_blocks.shape[0] - 1):
+                    i0 = long_blocks[block]
+                    _long_tile(long_blocks[block + 1] - i0, channels, kh, kw, flat_w[i0 * taps:], taps, b0,
+                               b_channel, b_row, c0[i0 * ldc:], ldc, bias[i0:])
+            else:
+                for block in range(wide_blocks.shape[0] - 1):
+                    i0 = wide_blocks[block]
+                    _conv_tile(wide_blocks[block + 1] - i0, channels, kh, kw, flat_w[i0 * taps:], taps, b0,
+                               b_channel, b_row, c0[i0 * ldc:], ldc, bias[i0:])

@@ -57,7 +57,7 @@ from ._blas import T as _T
 from ._blas import blas_threads as _blas_threads
 from ._blas import gemm as _gemm
 from ._blas import run_parallel as _run_parallel
-from ._tile import TILE_ROWS, conv_tiles, conv_width_multiple
+from ._tile import TILE_ROWS, conv_rows, conv_tiles, conv_width_multiple
 
 # ---------------------------------------------------------------------------
 # Layout helpers (serial; memory-bound copies).
@@ -362,40 +362,51 @@ def _direct_forward(x, weight, bias, has_bias, sh, sw, pt, pl, dh, dw, groups, h
 
 
 # Tiled kernel (stride 1, dilation 1, one group, at least TILE_ROWS output channels; conv a, b, c, e
-# forward): per image the zero-padded input planes, then register-blocked tiles of TILE_ROWS
-# output channels by TILE_VECTORS SIMD vectors of padded-width columns, each tile summing every
-# (channel, kernel row, kernel column) tap with its accumulators in registers (_tile.conv_tiles;
-# the pass-per-kernel-row kernel above stores and reloads its sums every kernel row).
+# forward): register-blocked tiles of a few output channels by 2-3 SIMD vectors of output
+# positions, each tile summing every (channel, kernel row, kernel column) tap with its accumulators
+# in registers (the pass-per-kernel-row kernel above stores and reloads its sums every kernel row).
+# Output rows at least one wide tile long are tiled along the rows and stored straight into NCHW
+# (_tile.conv_rows); narrower ones use the flat padded-width layout and the copy out
+# (_tile.conv_tiles, _scatter_out).
 
 
 @njit(parallel=True)
-def _tiled_forward(x, weight, bias, has_bias, pt, pl, hq, wq, chunks, out):
+def _tiled_forward(x, weight, bias, pt, pl, hq, wq, chunks, out):
     """Work items are (image, chunk of output channels): one chunk per image when there are enough
     images for the workers, else the output channels are shared out (conv e: one image) and the
-    padded planes are made once for all chunks first."""
-    n, channels = x.shape[0], x.shape[1]
+    padded planes are made once for all chunks first. bias: k_out values (zeros for none)."""
+    n, channels, height, width_in = x.shape
     k_out, _, kh, kw = weight.shape
     oh, ow = out.shape[2], out.shape[3]
     wide = conv_width_multiple(x)
+    by_rows = ow >= wide
     used = (oh - 1) * wq + ow
-    width = (used + wide - 1) // wide * wide  # whole tiles: the extra columns are garbage, dropped below
-    plane = hq * wq + wide  # room for the extra columns' taps
+    width = (used + wide - 1) // wide * wide  # flat layout: whole tiles, the extra columns dropped below
+    plane = hq * wq + (0 if by_rows else wide)  # the flat layout's extra columns read past the plane
+    padded = not by_rows or hq != height or wq != width_in  # else the tiles read x itself
     taps = weight.reshape(k_out, channels * kh * kw)
     # one stride phase per image; the padding fill covers the extra room
-    shared = np.empty((n if chunks > 1 else 0, channels, 1, plane), x.dtype)
+    shared = np.empty((n if chunks > 1 and padded else 0, channels, 1, plane), x.dtype)
     for image in prange(shared.shape[0]):
         _split_phases(x[image:image + 1], 0, 1, pt, pl, 1, 1, hq, wq, shared[image])
     for item in prange(n * chunks):
         image, chunk = item // chunks, item % chunks
         k0, k1 = chunk * k_out // chunks, (chunk + 1) * k_out // chunks
-        if chunks > 1:
-            xp = shared[image]
+        if not padded:
+            xp = x[image].ravel()
+        elif chunks > 1:
+            xp = shared[image].ravel()
         else:
-            xp = np.empty((channels, 1, plane), x.dtype)
-            _split_phases(x[image:image + 1], 0, 1, pt, pl, 1, 1, hq, wq, xp)
-        ext = np.empty((k1 - k0, width), x.dtype)
-        conv_tiles(k1 - k0, width, channels, kh, kw, taps[k0:k1], xp.ravel(), plane, wq, ext)
-        _scatter_out(ext, image, image + 1, hq, wq, k0, bias, has_bias, out)
+            planes = np.empty((channels, 1, plane), x.dtype)
+            _split_phases(x[image:image + 1], 0, 1, pt, pl, 1, 1, hq, wq, planes)
+            xp = planes.ravel()
+        if by_rows:
+            conv_rows(k1 - k0, oh, ow, channels, kh, kw, taps[k0:k1], xp, plane, wq, bias[k0:k1],
+                      out[image, k0:k1].ravel())
+        else:
+            ext = np.empty((k1 - k0, width), x.dtype)
+            conv_tiles(k1 - k0, width, channels, kh, kw, taps[k0:k1], xp, plane, wq, bias[k0:k1], ext)
+            _scatter_out(ext, image, image + 1, hq, wq, k0, bias, False, out)
 
 
 def _tile_chunks(n, k_out):
@@ -869,7 +880,10 @@ def _use_tiled(x, weight, stride, padding, dilation, groups, out_size, chunks):
         return False
     hq, wq = _phase_geometry(x.shape, stride, padding)
     wide = conv_width_multiple(x)
-    plane, width = hq * wq + wide, out_size[0] * wq + wide
+    if out_size[1] >= wide:  # tiles along the output rows: no output block
+        plane, width = hq * wq, 0
+    else:
+        plane, width = hq * wq + wide, out_size[0] * wq + wide
     per_item = c_group * plane + -(-k_out // chunks) * width
     shared = x.shape[0] * c_group * plane if chunks > 1 else 0
     need = (per_item * numba.get_num_threads() + shared) * x.itemsize
@@ -931,8 +945,8 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups, out_size)
     chunks = _tile_chunks(x.shape[0], k_out)
     if _use_tiled(x, weight, stride, padding, dilation, groups, out_size, chunks):
         hq, wq = _phase_geometry(x.shape, stride, padding)
-        _tiled_forward(np.ascontiguousarray(x), np.ascontiguousarray(weight), bias_arr, has_bias, pt, pl, hq, wq,
-                       chunks, out)
+        _tiled_forward(np.ascontiguousarray(x), np.ascontiguousarray(weight),
+                       bias if has_bias else np.zeros(k_out, x.dtype), pt, pl, hq, wq, chunks, out)
         return out
     if _use_direct(x, weight, out_size):
         hq, wq = _phase_geometry(x.shape, stride, padding)
