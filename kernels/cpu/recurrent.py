@@ -578,8 +578,9 @@ def _activate_span(values, kind):
 
 
 @njit
-def _mask_and_output(z_new, z_old, c_new, c_old, j0, j1, act, full, out_t):
-    """Padded rows keep their state; out_t[:, j] = the new state, 0 on padded rows (c_* may be empty)."""
+def _mask_and_output(z_new, z_old, c_new, c_old, j0, j1, act, full, out_t, col0):
+    """Padded rows keep their state; out_t[col0 + n, j] = the new state, 0 on padded rows (c_* may be empty;
+    col0: where this part of the batch starts in the output)."""
     batch = act.shape[0]
     zero = out_t.dtype.type(0)
     if not full:
@@ -592,7 +593,7 @@ def _mask_and_output(z_new, z_old, c_new, c_old, j0, j1, act, full, out_t):
     for j in range(j0, j1):
         row = z_new[j]
         for n in range(batch):
-            out_t[n, j] = row[n] if act[n] else zero
+            out_t[col0 + n, j] = row[n] if act[n] else zero
 
 
 @njit
@@ -622,10 +623,12 @@ def _gate_hidden(w_hh, zmat, zb, gates_t, gate, j0, j1):
 
 
 @njit
-def _project_inputs(x, w_ih, bias, zmat, gates, reverse, s0, s1):
-    """Steps s0..s1 (processing order) before the time loop: x_t into the x rows of zmat[block of t], then
-    gates[t] = W_ih x_t + b for every gate row. Nothing here waits on another step."""
-    seq_len, batch, inputs = x.shape
+def _project_inputs(x, w_ih, bias, zmat, gates, reverse, s0, s1, col0):
+    """Steps s0..s1 (processing order) before the time loop: x_t (sequences col0 .. col0 + N of x) into
+    the x rows of zmat[block of t], then gates[t] = W_ih x_t + b for every gate row. Nothing here waits on
+    another step."""
+    seq_len, inputs = x.shape[0], x.shape[2]
+    batch = zmat.shape[2]
     rows = w_ih.shape[0]
     hidden = zmat.shape[1] - inputs - 1
     for s in range(s0, s1):
@@ -634,13 +637,13 @@ def _project_inputs(x, w_ih, bias, zmat, gates, reverse, s0, s1):
         for i in range(inputs):
             row = zmat[zb, hidden + i]
             for n in range(batch):
-                row[n] = x[t, n, i]
+                row[n] = x[t, col0 + n, i]
         _rows_times_block(w_ih, 0, rows, zmat, zb, hidden, gates[t], 0, False)
         _add_bias(bias, 0, rows, gates[t], 0)
 
 
 @njit
-def _rnn_step(w_hh, zmat, zb, nb, gates_t, j0, j1, kind, act, full, out_t):
+def _rnn_step(w_hh, zmat, zb, nb, gates_t, j0, j1, kind, act, full, out_t, col0):
     batch = zmat.shape[2]
     count = j1 - j0
     _gate_hidden(w_hh, zmat, zb, gates_t, 0, j0, j1)
@@ -649,11 +652,11 @@ def _rnn_step(w_hh, zmat, zb, nb, gates_t, j0, j1, kind, act, full, out_t):
     h_new = _span(zmat[nb], j0 * batch, count * batch)
     for i in range(count * batch):
         h_new[i] = g[i]
-    _mask_and_output(zmat[nb], zmat[zb], zmat[nb, :0], zmat[zb, :0], j0, j1, act, full, out_t)
+    _mask_and_output(zmat[nb], zmat[zb], zmat[nb, :0], zmat[zb, :0], j0, j1, act, full, out_t, col0)
 
 
 @njit
-def _lstm_step(w_hh, zmat, cells, zb, nb, gates_t, j0, j1, act, full, out_t):
+def _lstm_step(w_hh, zmat, cells, zb, nb, gates_t, j0, j1, act, full, out_t, col0):
     hidden, batch = w_hh.shape[1], zmat.shape[2]
     size = (j1 - j0) * batch
     for gate in range(4):
@@ -672,11 +675,11 @@ def _lstm_step(w_hh, zmat, cells, zb, nb, gates_t, j0, j1, act, full, out_t):
     h_new = _span(zmat[nb], j0 * batch, size)
     for i in range(size):
         h_new[i] = go[i] * _tanh(c_new[i])
-    _mask_and_output(zmat[nb], zmat[zb], cells[nb], cells[zb], j0, j1, act, full, out_t)
+    _mask_and_output(zmat[nb], zmat[zb], cells[nb], cells[zb], j0, j1, act, full, out_t, col0)
 
 
 @njit
-def _gru_step(w_hh, bias_hn, zmat, zb, nb, gates_t, hidden_n_t, j0, j1, act, full, out_t):
+def _gru_step(w_hh, bias_hn, zmat, zb, nb, gates_t, hidden_n_t, j0, j1, act, full, out_t, col0):
     hidden, batch = hidden_n_t.shape
     size = (j1 - j0) * batch
     one = zmat.dtype.type(1)
@@ -699,23 +702,25 @@ def _gru_step(w_hh, bias_hn, zmat, zb, nb, gates_t, hidden_n_t, j0, j1, act, ful
     h_old, h_new = _span(zmat[zb], j0 * batch, size), _span(zmat[nb], j0 * batch, size)
     for i in range(size):
         h_new[i] = (one - gz[i]) * gn[i] + gz[i] * h_old[i]
-    _mask_and_output(zmat[nb], zmat[zb], zmat[nb, :0], zmat[zb, :0], j0, j1, act, full, out_t)
+    _mask_and_output(zmat[nb], zmat[zb], zmat[nb, :0], zmat[zb, :0], j0, j1, act, full, out_t, col0)
 
 
 @njit
-def _step(kind, s, w_hh, bias_hn, zmat, cells, gates, hidden_n, active, full, reverse, out, j0, j1):
-    """Units j0..j1 of step s: gates[t] (W_ih x_t + b, from _project_inputs) += W_hh h, then the cell."""
+def _step(kind, s, w_hh, bias_hn, zmat, cells, gates, hidden_n, active, full, reverse, out, j0, j1, col0):
+    """Units j0..j1 of step s: gates[t] (W_ih x_t + b, from _project_inputs) += W_hh h, then the cell; the
+    outputs go to columns col0 .. col0 + N of out[t]."""
     seq_len = active.shape[0]
     t = _time(s, seq_len, reverse)
     zb, nb = _z_block(t, reverse), _z_next(t, reverse)
     if kind == KIND_LSTM:
-        _lstm_step(w_hh, zmat, cells, zb, nb, gates[t], j0, j1, active[t], full[t], out[t])
+        _lstm_step(w_hh, zmat, cells, zb, nb, gates[t], j0, j1, active[t], full[t], out[t], col0)
     elif kind == KIND_GRU:
         kept = t if hidden_n.shape[0] == seq_len else 0  # every step's W_hn h kept for backward, or one block
-        _gru_step(w_hh, bias_hn, zmat, zb, nb, gates[t], hidden_n[kept], j0, j1, active[t], full[t], out[t])
+        _gru_step(w_hh, bias_hn, zmat, zb, nb, gates[t], hidden_n[kept], j0, j1, active[t], full[t], out[t],
+                  col0)
     else:
         _rnn_step(w_hh, zmat, zb, nb, gates[t], j0, j1, RELU if kind == KIND_RNN_RELU else TANH, active[t], full[t],
-                  out[t])
+                  out[t], col0)
 
 
 @njit(parallel=True)
@@ -728,20 +733,23 @@ def _forward_batched_kernel(kind, x, w_hh, w_ih, bias, bias_hn, bounds, zmat, ce
     seq_len = active.shape[0]
     workers = bounds.shape[0] - 1
     for p in prange(workers):
-        _project_inputs(x, w_ih, bias, zmat, gates, reverse, p * seq_len // workers, (p + 1) * seq_len // workers)
+        _project_inputs(x, w_ih, bias, zmat, gates, reverse, p * seq_len // workers, (p + 1) * seq_len // workers,
+                        0)
     for s in range(seq_len):
         for p in prange(workers):
             _step(kind, s, w_hh, bias_hn, zmat, cells, gates, hidden_n, active, full, reverse, out, bounds[p],
-                  bounds[p + 1])
+                  bounds[p + 1], 0)
 
 
 @njit
-def _forward_one_worker(kind, x, active, full, reverse, w_hh, w_ih, bias, bias_hn, zmat, cells, gates, hidden_n, out):
-    """Every step of one direction on the calling worker alone (all units at once)."""
+def _forward_one_worker(kind, x, active, full, reverse, w_hh, w_ih, bias, bias_hn, zmat, cells, gates, hidden_n, out,
+                        col0):
+    """Every step of one direction on the calling worker alone (all units at once), for the sequences
+    col0 .. col0 + N of x and out (N: zmat's batch)."""
     seq_len, hidden = active.shape[0], w_hh.shape[1]
-    _project_inputs(x, w_ih, bias, zmat, gates, reverse, 0, seq_len)
+    _project_inputs(x, w_ih, bias, zmat, gates, reverse, 0, seq_len, col0)
     for s in range(seq_len):
-        _step(kind, s, w_hh, bias_hn, zmat, cells, gates, hidden_n, active, full, reverse, out, 0, hidden)
+        _step(kind, s, w_hh, bias_hn, zmat, cells, gates, hidden_n, active, full, reverse, out, 0, hidden, col0)
 
 
 @njit(parallel=True)
@@ -750,7 +758,7 @@ def _forward_pair_kernel(kind, first, second):
     directions of a bidirectional layer, or the two halves of an inference batch.
 
     ``first``/``second``: the arguments of :func:`_forward_one_worker` after ``kind``: (x, active, full,
-    reverse, w_hh, w_ih, bias, bias_hn, zmat, cells, gates, hidden_n, out).
+    reverse, w_hh, w_ih, bias, bias_hn, zmat, cells, gates, hidden_n, out, col0).
     """
     for d in prange(2):
         if d == 0:
@@ -782,12 +790,12 @@ def _store_rows(grad_t, r0, rows, t, grad_all, col0, stride):
 
 
 @njit
-def _take_carry(dh, carry, direct, j0, j1, has_later, cut, act_later, add_output, grad_out_t, act):
+def _take_carry(dh, carry, direct, j0, j1, has_later, cut, act_later, add_output, grad_out_t, act, col0):
     """dh[j] = dL/dh_t for the chunk's units; returns their sum of dh^2.
 
     From the later step's carry (plus GRU's direct path) on the rows active
     there; padded rows pass their gradient through; all zero at a truncation
-    point; then grad_out[t] added on the rows active at t.
+    point; then grad_out[t] (its columns col0 .. col0 + N) added on the rows active at t.
     """
     batch = dh.shape[1]
     zero = dh.dtype.type(0)
@@ -799,7 +807,7 @@ def _take_carry(dh, carry, direct, j0, j1, has_later, cut, act_later, add_output
                 d[n] = zero if cut else (cr[n] + dr[n] if act_later[n] else d[n])
         if add_output:
             for n in range(batch):
-                v = d[n] + (grad_out_t[n, j] if act[n] else zero)
+                v = d[n] + (grad_out_t[col0 + n, j] if act[n] else zero)
                 d[n] = v
                 total += v * v
     return total
@@ -909,7 +917,8 @@ def _backward_step(kind, s, j0, j1, p, w_hh, zmat, cells, gates, hidden_n, activ
         _pull(w_hh, j0, j1, grad_h[t_later], carry)
     if cut and kind == KIND_LSTM:
         dc[j0:j1] = dc.dtype.type(0)
-    total = _take_carry(dh, carry, direct, j0, j1, has_later, cut, active[t_later], s >= 0, grad_out[t], active[t])
+    total = _take_carry(dh, carry, direct, j0, j1, has_later, cut, active[t_later], s >= 0, grad_out[t], active[t],
+                        col0)
     if s < 0:
         return
     sq[p, t] = total
@@ -1030,10 +1039,12 @@ def _run(workers, kernel, *args):
         kernel(*args)
 
 
-def _batched_direction(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, keep):
+def _batched_direction(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, keep, out=None):
     """The arrays of one direction's batched kernel, (w_hh, w_ih, bias, bias_hn, zmat, cells, gates, hidden_n, out),
-    with the initial state in place."""
-    seq_len, batch, input_size = x.shape
+    with the initial state in place, for the batch of h0 (part of x's, writing into part of ``out``, when
+    they are given)."""
+    seq_len, input_size = x.shape[0], x.shape[2]
+    batch = h0.shape[0]
     hidden = h0.shape[1]
     bias = b_ih + b_hh
     if mode == "gru":  # r and z take both biases; n keeps b_hn apart (it sits inside r * (...))
@@ -1047,7 +1058,8 @@ def _batched_direction(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, keep):
     # every step's gates: the input projections are made for all steps before the time loop
     gates = np.empty((seq_len, GATE_COUNT[mode] * hidden, batch), dtype=x.dtype)
     hidden_n = np.empty((seq_len if keep else 1, hidden, batch) if mode == "gru" else (1, 1, 1), dtype=x.dtype)
-    out = np.empty((seq_len, batch, hidden), dtype=x.dtype)
+    if out is None:
+        out = np.empty((seq_len, batch, hidden), dtype=x.dtype)
     first = _z_block(seq_len - 1 if reverse else 0, reverse)
     zmat[first, :hidden] = h0.T
     if mode == "lstm":
@@ -1097,16 +1109,15 @@ def _forward_halves(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, k
     same way, one worker per half.
     """
     half = x.shape[1] // 2
+    out = np.empty((x.shape[0], x.shape[1], w_hh.shape[1]), dtype=x.dtype)  # both halves write their columns
     runs = []
     for rows in (slice(0, half), slice(half, None)):
-        part = np.ascontiguousarray(x[:, rows])
-        arrays = _batched_direction(mode, part, h0[rows], None if c0 is None else c0[rows], w_ih, w_hh, b_ih, b_hh,
-                                    reverse, keep)
+        arrays = _batched_direction(mode, x, h0[rows], None if c0 is None else c0[rows], w_ih, w_hh, b_ih, b_hh,
+                                    reverse, keep, out)
         active, full = _masks(x.shape[0], lengths[rows])
-        runs.append((part, active, full, reverse, *arrays))
+        runs.append((x, active, full, reverse, *arrays, rows.start))
     run_parallel(_forward_pair_kernel, _KINDS[mode], runs[0], runs[1])
-    results = [_batched_result(mode, run[4:], 1, run[1], run[2], reverse, keep) for run in runs]
-    out = np.concatenate([r[0] for r in results], axis=1)
+    results = [_batched_result(mode, run[4:-1], 1, run[1], run[2], reverse, keep) for run in runs]
     h_n = np.concatenate([r[1] for r in results])
     c_n = np.concatenate([r[2] for r in results]) if mode == "lstm" else None
     return out, h_n, c_n, (("halves", mode, (results[0][3], results[1][3])) if keep else None)
@@ -1131,8 +1142,8 @@ def recurrent_forward_bidirectional(mode, x, forward, backward, lengths, keep):
     arrays = [_batched_direction(mode, x, *args, reverse, keep)
               for reverse, args in ((False, forward), (True, backward))]
     active, full = _masks(seq_len, lengths)
-    run_parallel(_forward_pair_kernel, _KINDS[mode], (x, active, full, False, *arrays[0]),
-                 (x, active, full, True, *arrays[1]))
+    run_parallel(_forward_pair_kernel, _KINDS[mode], (x, active, full, False, *arrays[0], 0),
+                 (x, active, full, True, *arrays[1], 0))
     return tuple(_batched_result(mode, a, 2, active, full, reverse, keep) for reverse, a in ((False, arrays[0]),
                                                                                              (True, arrays[1])))
 
@@ -1166,9 +1177,8 @@ def _backward_batched(saved, grad_out, grad_h_n, grad_c_n, bptt_steps):
             dc[...] = np.asarray(grad_c_n)[cols].T
         grad = np.empty_like(gates)
         grad_h = np.empty_like(gates) if mode == "gru" else grad
-        part_out = grad_out if len(parts) == 1 else np.ascontiguousarray(grad_out[:, cols])
         sq = np.zeros((workers if len(parts) == 1 else 1, seq_len), dtype)
-        runs.append((w_hh, zmat, cells, gates, hidden_n, active, full, reverse, bptt_steps, part_out, dh, dc, grad,
+        runs.append((w_hh, zmat, cells, gates, hidden_n, active, full, reverse, bptt_steps, grad_out, dh, dc, grad,
                      grad_h, grad_all, grad_h_all, sq, col0))
         zcols[:, :, cols] = zmat[slice(1, None) if reverse else slice(0, seq_len)].transpose(1, 0, 2)
         col0 = cols.stop
