@@ -100,6 +100,11 @@ CONV_TILED_MAX_CHANNELS = 10**9
 #   ymm), 6 x 2 at columns 0 and 8 68 useful (90 computed); the flat padded-width
 #   tiles ran 56 useful (65 computed) on the same shape.
 CONV_LONG_ROWS = 3
+# Tried for conv d (stride 2) and dropped, fifth session: the tiles over the four stride phases'
+# planes, the taps as a list of offsets (a one-loop tile as fast as the unrolled ones on stride 1,
+# 77 GFLOP/s per core on d's shape vs 89 for a stride-1 conv of the same output); but splitting each
+# image into its phase planes costs 80 us (short rows: per-row overhead, not the copies), and the
+# whole conv was level with the shifted GEMMs (10.1 vs 10.3 ms, interleaved).
 # Otherwise, forward with at most this many input channels per group runs the
 # pass-per-kernel-row direct kernel, if the batch has at least CONV_DIRECT_MIN_IMAGES images (prange
 # over images) and the multiply-adds are under CONV_DIRECT_MAX_WORK.
