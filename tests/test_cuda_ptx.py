@@ -62,7 +62,7 @@ def _cases():
         "column_sums": (_util._colsum_kernel("float32"), (A2, A1, BOOL)),
         "row_norms": (_util._row_norm_kernel("float32"), (A2, A1)),
         "conv_direct": (direct, (A4, A4, A1, BOOL) + conv_args + (A4,)),
-        "conv_implicit_gemm": (implicit_gemm, (A4, A4, A1, BOOL) + conv_args + (A4,)),
+        "conv_implicit_gemm": (implicit_gemm, (A4, A1, A2, I2, A1, BOOL) + (INT,) * 5 + (A4,)),
         "conv_backward_input": (backward_input, (A4, A4) + conv_args + (A4,)),
         "conv_backward_weight": (backward_weight, (A4, A4) + conv_args + (A4,)),
         "conv_backward_bias": (backward_bias, (A4, A1)),

@@ -12,7 +12,10 @@ Forward picks one of two kernels (threshold in ``kernels/config.py``):
   filter is small (few input channels, conv a/b of the benchmarks).
 * implicit GEMM: per group, ``W (K, Cg*R*S) @ X̂ (Cg*R*S, N*oh*ow)`` with the
   im2col matrix X̂ never stored: its tiles are gathered from the input into
-  shared memory as the GEMM reduction walks over (c, r, s).
+  shared memory as the GEMM reduction walks over (c, r, s), through a table
+  of each tap's input offset (no division per element). Blocks of
+  ``CUDA_CONV_BLOCK`` x ``CUDA_CONV_BLOCK`` outputs, each of the 16 x 16
+  threads accumulating a register tile of (BLOCK/16)^2 of them.
 
 Backward: the input gradient gathers, per input pixel, the output positions
 whose windows cover it (no atomics); each weight gradient entry is one
@@ -21,18 +24,23 @@ Padding is implicit (bounds checks), never materialised.
 """
 from __future__ import annotations
 
+import functools
+
+import numpy as np
 from numba import cuda
 
 from .. import config
-from ._util import blocks_for, empty, per_dtype, to_device
-
+from ._util import blocks_for, contiguous_copy, empty, per_dtype, to_device
 
 
 @per_dtype
 def _kernels(nb_type):
     max_taps = config.CUDA_CONV_DIRECT_MAX_TAPS
-    tile = config.CUDA_GEMM_TILE
     reduce_threads = config.CUDA_REDUCE_THREADS
+    block, depth = config.CUDA_CONV_BLOCK, config.CUDA_CONV_DEPTH
+    per = block // 16  # register tile edge of each of the 16 x 16 threads
+    w_rows, x_rows = 256 // depth, 256 // block  # W-tile rows / X^-tile taps staged per pass of the 256 threads
+    w_cols = block + 1  # the W tile's row length: + 1 spreads its column stores over more banks
 
     @cuda.jit
     def direct(x, w, bias, has_bias, sh, sw, pt, pl, dh, dw, groups, out):
@@ -65,47 +73,72 @@ def _kernels(nb_type):
         out[n, k, i, j] = acc
 
     @cuda.jit
-    def implicit_gemm(x, w, bias, has_bias, sh, sw, pt, pl, dh, dw, groups, out):
-        # rows: output channels of group g; columns: (n, i, j); reduction: (c, r, s)
+    def implicit_gemm(x, x_flat, w, taps, bias, has_bias, sh, sw, pt, pl, groups, out):
+        # One block: a (BLOCK output channels of group g) x (BLOCK columns (n, i, j)) tile of
+        # W (K/groups rows of w, Cg*R*S) @ X^ (Cg*R*S, N*oh*ow), 16 x 16 threads with a PER x PER
+        # register tile each (rows ty + 16*m, columns tx + 16*u). The reduction walks DEPTH taps at a
+        # time; the W tile and the gathered im2col tile of X^ go through shared memory. taps[q] = (input
+        # offset of tap q inside one group's (Cg, H, W) block, its row offset, its column offset), so the
+        # gather divides nothing per element.
         g = cuda.blockIdx.z
         k_group = out.shape[1] // groups
-        c_group, kh, kw = w.shape[1], w.shape[2], w.shape[3]
         out_h, out_w = out.shape[2], out.shape[3]
-        height, width = x.shape[2], x.shape[3]
-        reduction = c_group * kh * kw
+        channels, height, width = x.shape[1], x.shape[2], x.shape[3]
+        reduction = w.shape[1]
         columns = out.shape[0] * out_h * out_w
-        tile_w = cuda.shared.array((tile, tile), nb_type)
-        tile_x = cuda.shared.array((tile, tile), nb_type)
+        w_tile = cuda.shared.array((depth, w_cols), nb_type)
+        x_tile = cuda.shared.array((depth, block), nb_type)
         tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
-        k_local = cuda.blockIdx.y * tile + ty
-        column = cuda.blockIdx.x * tile + tx
-        k = g * k_group + k_local
-        acc = nb_type(0)
-        for start in range(0, reduction, tile):
-            q = start + tx
-            if k_local < k_group and q < reduction:
-                tile_w[ty, tx] = w[k, q // (kh * kw), (q // kw) % kh, q % kw]
-            else:
-                tile_w[ty, tx] = 0
-            q = start + ty
-            value = nb_type(0)
-            if q < reduction and column < columns:
-                c, r, s = q // (kh * kw), (q // kw) % kh, q % kw
-                n = column // (out_h * out_w)
-                i, j = (column // out_w) % out_h, column % out_w
-                row, col = i * sh - pt + r * dh, j * sw - pl + s * dw
-                if 0 <= row < height and 0 <= col < width:
-                    value = x[n, g * c_group + c, row, col]
-            tile_x[ty, tx] = value
+        tid = ty * 16 + tx
+        row0, col0 = cuda.blockIdx.y * block, cuda.blockIdx.x * block
+        # what this thread stages: X^ column `lane` at taps tid // block + step*u; W row `w_row` + rows_per*u
+        # at tap tid % depth (consecutive threads read consecutive taps of a weight row)
+        lane = tid % block
+        column = col0 + lane
+        n = column // (out_h * out_w)
+        i, j = (column // out_w) % out_h, column % out_w
+        top, left = i * sh - pt, j * sw - pl
+        base = ((n * channels + g * (channels // groups)) * height + top) * width + left
+        w_row, w_tap = tid // depth, tid % depth
+        acc = cuda.local.array((per, per), nb_type)
+        for m in range(per):
+            for u in range(per):
+                acc[m, u] = 0
+        for start in range(0, reduction, depth):
+            for u in range(block // w_rows):
+                k_local = row0 + w_row + w_rows * u
+                q = start + w_tap
+                value = nb_type(0)
+                if k_local < k_group and q < reduction:
+                    value = w[g * k_group + k_local, q]
+                w_tile[w_tap, w_row + w_rows * u] = value
+            for u in range(depth // x_rows):
+                d = tid // block + x_rows * u
+                q = start + d
+                value = nb_type(0)
+                if column < columns and q < reduction:
+                    row, col = top + taps[q, 1], left + taps[q, 2]
+                    if 0 <= row < height and 0 <= col < width:
+                        value = x_flat[base + taps[q, 0]]
+                x_tile[d, lane] = value
             cuda.syncthreads()
-            for t in range(tile):
-                acc += tile_w[ty, t] * tile_x[t, tx]
+            for d in range(depth):
+                for m in range(per):
+                    a = w_tile[d, ty + 16 * m]
+                    for u in range(per):
+                        acc[m, u] += a * x_tile[d, tx + 16 * u]
             cuda.syncthreads()
-        if k_local < k_group and column < columns:
-            if has_bias:
-                acc += bias[k]
-            n = column // (out_h * out_w)
-            out[n, k, (column // out_w) % out_h, column % out_w] = acc
+        for m in range(per):
+            k_local = row0 + ty + 16 * m
+            if k_local < k_group:
+                k = g * k_group + k_local
+                for u in range(per):
+                    column = col0 + tx + 16 * u
+                    if column < columns:
+                        value = acc[m, u]
+                        if has_bias:
+                            value += bias[k]
+                        out[column // (out_h * out_w), k, (column // out_w) % out_h, column % out_w] = value
 
     @cuda.jit
     def backward_input(grad_out, w, sh, sw, pt, pl, dh, dw, groups, grad_x):
@@ -192,6 +225,23 @@ def _kernels(nb_type):
     return (direct, implicit_gemm, backward_input, backward_weight, backward_bias)
 
 
+def _check_tiles():
+    block, depth = config.CUDA_CONV_BLOCK, config.CUDA_CONV_DEPTH
+    if not (block % 16 == 0 and 256 % block == 0 and 256 % depth == 0 and block % (256 // depth) == 0
+            and depth % (256 // block) == 0):
+        raise ValueError(f"kernels.config: CUDA_CONV_BLOCK={block} / CUDA_CONV_DEPTH={depth} don't tile 16 x 16 "
+                         "threads (BLOCK a multiple of 16 dividing 256, DEPTH dividing 256, and each staging "
+                         "pass a whole number of rows)")
+
+
+@functools.lru_cache(maxsize=64)
+def _tap_table(c_group, kh, kw, height, width, dh, dw):
+    """Device (Cg*R*S, 3) int64: tap (c, r, s) -> (c*H*W + r*dh*W + s*dw, r*dh, s*dw) for the implicit GEMM."""
+    c, r, s = np.meshgrid(np.arange(c_group), np.arange(kh) * dh, np.arange(kw) * dw, indexing="ij")
+    table = np.stack([(c * height + r) * width + s, r, s], axis=-1).reshape(-1, 3).astype(np.int64)
+    return to_device(table)
+
+
 def conv2d_algorithm(weight_shape) -> str:
     """``"direct"`` while one output channel's filter fits the shared-memory stage, else ``"implicit_gemm"``."""
     taps = weight_shape[1] * weight_shape[2] * weight_shape[3]
@@ -212,9 +262,16 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups, out_size,
         grid = (blocks_for(out_size[0] * out_size[1], threads), n * k_out)
         direct[grid, threads](x, weight, bias, has_bias, *geometry, out)
     else:
-        tile = config.CUDA_GEMM_TILE
-        grid = (blocks_for(n * out_size[0] * out_size[1], tile), blocks_for(k_out // groups, tile), groups)
-        implicit_gemm[grid, (tile, tile)](x, weight, bias, has_bias, *geometry, out)
+        _check_tiles()
+        if not x.is_c_contiguous():
+            x = contiguous_copy(x)
+        if not weight.is_c_contiguous():
+            weight = contiguous_copy(weight)
+        block = config.CUDA_CONV_BLOCK
+        grid = (blocks_for(n * out_size[0] * out_size[1], block), blocks_for(k_out // groups, block), groups)
+        taps = _tap_table(*weight.shape[1:], x.shape[2], x.shape[3], dilation[0], dilation[1])
+        implicit_gemm[grid, (16, 16)](x, x.reshape(x.size), weight.reshape(k_out, weight.size // k_out), taps, bias,
+                                      has_bias, stride[0], stride[1], padding[0], padding[2], groups, out)
     return out
 
 
