@@ -238,7 +238,10 @@ CUDA_CONV_DIRECT_THREADS = 128
 # CUDA_CONV_BLOCK output positions, 16 x 16 threads each holding a register tile of
 # (BLOCK/16)^2 sums, the reduction staged CUDA_CONV_DEPTH taps at a time. Fifth
 # session; it replaced a 16 x 16 shared-memory tile with one output per thread and
-# divisions per gathered element (~1.3 TFLOP/s on the H100: conv c N=256 15.2 ms
-# against cuDNN's 0.49).
+# divisions per gathered element (~1.3 TFLOP/s on the H100: conv c N=256 15.2 ms,
+# d 7.8, against cuDNN's 0.49 / 0.26). H100, float32, ms (median of 10), block x depth:
+#   conv c N=256: 64x8 3.46, 64x16 2.21, 128x8 3.43, 32x8 3.90, 128x16 4.62 (cuDNN 0.58)
+#   conv d N=256: 64x8 1.23, 64x16 1.25, 128x8 1.20, 32x8 2.07, 128x16 1.71 (cuDNN 0.29)
+#   conv c N=32:  64x8 0.55, 64x16 0.49, 128x8 0.65, 32x8 0.72, 128x16 1.01 (cuDNN 0.32)
 CUDA_CONV_BLOCK = 64
-CUDA_CONV_DEPTH = 8
+CUDA_CONV_DEPTH = 16
