@@ -227,10 +227,6 @@ CUDA_GEMM_TILE = 16
 # float64; 512 was timed in float32 only, and the float64 kernels use more
 # registers per thread, so 512 waits for a GPU run that checks both.
 CUDA_RECURRENT_THREADS = 256
-# Dynamic shared memory one block may use without opting in to more (48 KiB on every
-# CUDA GPU): the recurrent time loop keeps a sequence's state and hidden projection
-# there when they fit (kernels/cuda/recurrent.py forward), else in global memory.
-CUDA_SHARED_BYTES = 48 * 1024
 # conv2d forward: the direct kernel (one thread per output pixel, the output
 # channel's whole (C/groups, R, S) filter staged in shared memory) runs while
 # that filter has at most this many taps; larger filters (many input

@@ -56,7 +56,7 @@ def _cases():
         "avg_pool_backward": (pk.avg_pool_backward, (A4,) + (INT,) * 6 + (BOOL, INT, A4)),
         "adaptive_pool": (pk.adaptive_pool, (A4, BOOL, A4, I4)),
         "adaptive_avg_backward": (pk.adaptive_avg_backward, (A4, A4)),
-        "rnn_forward": (rk.forward, (INT, BOOL, BOOL, A2, A2, A1, A2, A2, I1, A3, A3, A3, A3, A3, A3, A2, INT)),
+        "rnn_forward": (rk.forward, (INT, BOOL, BOOL, A2, A2, A1, A2, A2, I1, A3, A3, A3, A3, A3, A2, A3)),
         "rnn_backward": (rk.backward, (INT, BOOL, INT, A3, I1, A2, A2, A2, A3, A3, A3, A3, A2, A2, A2, A2)),
         "gemm": (_util._gemm_kernel("float32"), (A2, A2, A2, INT, INT, INT, BOOL, BOOL, F32, F32)),
         "column_sums": (_util._colsum_kernel("float32"), (A2, A1, BOOL)),

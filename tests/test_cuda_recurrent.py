@@ -45,31 +45,6 @@ def test_recurrent_forward_backward(rng, mode, dtype):
 
 
 
-@pytest.mark.parametrize("placement", [1, 0])
-@pytest.mark.parametrize("mode", ["lstm", "gru_reset_before"])
-def test_state_outside_shared_memory(rng, monkeypatch, mode, placement):
-    """Where shared memory can't hold a sequence's hidden projection (placement 1) or its state either
-    (0), the time loop keeps them in global memory: same results (float32, tiny shapes, a shared-memory
-    limit that forces it)."""
-    from fastml.kernels import config
-    from fastml.kernels.cuda import recurrent as cuda_k
-    from fastml.kernels.reference import recurrent as ref
-
-    dtype, seq_len, batch, in_size, hidden = np.float32, 3, 2, 3, 2
-    monkeypatch.setattr(config, "CUDA_SHARED_BYTES", 2 * hidden * 4 * placement)
-    gates = ref.GATE_COUNT[mode] * hidden
-    x = random(rng, (seq_len, batch, in_size), dtype)
-    h0, c0 = random(rng, (batch, hidden), dtype), random(rng, (batch, hidden), dtype)
-    c0 = c0 if mode == "lstm" else None
-    weights = [random(rng, shape, dtype) for shape in [(gates, in_size), (gates, hidden), (gates,), (gates,)]]
-    lengths = np.array([3, 2], dtype=np.int64)
-    expected = ref.recurrent_forward(mode, x, h0, c0, *weights, lengths, False, False)
-    got = cuda_k.recurrent_forward(mode, x, h0, c0, *weights, lengths, False, False)
-    for name, a, b in zip(("output", "h_n", "c_n"), got[:3], expected[:3]):
-        if b is not None:
-            assert_close(host(a), b, dtype=dtype, err_msg=name)
-
-
 CELLS = [("rnn_cell", {"nonlinearity": "relu"}), ("lstm_cell", {}), ("gru_cell", {"reset_after": False})]
 
 

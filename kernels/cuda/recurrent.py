@@ -48,23 +48,22 @@ def _kernels(nb_type):
 
     @cuda.jit(device=True)
     def reset_hidden(t, n, j, gx, gh, h, slot, rh):
-        # gru_reset_before: rh[slot] = r * h, with r from the r blocks of gx and gh (gh, h: sequence n's rows).
-        batch = rh.shape[1]
-        r = sigmoid(gx[t * batch + n, j] + gh[j])
-        rh[slot, n, j] = r * h[j]
+        # gru_reset_before: rh[slot] = r * h, with r from the r blocks of gx and gh.
+        batch = h.shape[0]
+        r = sigmoid(gx[t * batch + n, j] + gh[n, j])
+        rh[slot, n, j] = r * h[n, j]
 
     @cuda.jit(device=True)
     def cell(mode, t, n, j, gx, gh, h, c, lengths, out, keep, hprev, cprev, gates, extra):
-        # One state element (n, j) of step t: gates from gx (input projection) and gh (hidden projection);
-        # gh, h, c: sequence n's rows (in shared memory).
-        batch, hidden = out.shape[1], out.shape[2]
+        # One state element (n, j) of step t: gates from gx (input projection) and gh (hidden projection).
+        batch, hidden = h.shape
         row = t * batch + n
         active = t < lengths[n]
-        h_old = h[j]
+        h_old = h[n, j]
         if keep:
             hprev[t, n, j] = h_old
         if mode <= 1:
-            pre = gx[row, j] + gh[j]
+            pre = gx[row, j] + gh[n, j]
             if mode == 0:
                 h_new = math.tanh(pre)
             else:
@@ -72,11 +71,11 @@ def _kernels(nb_type):
             if keep:
                 gates[t, n, j] = h_new
         elif mode == 2:
-            i = sigmoid(gx[row, j] + gh[j])
-            f = sigmoid(gx[row, hidden + j] + gh[hidden + j])
-            g = math.tanh(gx[row, 2 * hidden + j] + gh[2 * hidden + j])
-            o = sigmoid(gx[row, 3 * hidden + j] + gh[3 * hidden + j])
-            c_old = c[j]
+            i = sigmoid(gx[row, j] + gh[n, j])
+            f = sigmoid(gx[row, hidden + j] + gh[n, hidden + j])
+            g = math.tanh(gx[row, 2 * hidden + j] + gh[n, 2 * hidden + j])
+            o = sigmoid(gx[row, 3 * hidden + j] + gh[n, 3 * hidden + j])
+            c_old = c[n, j]
             c_new = f * c_old + i * g
             tanh_c = math.tanh(c_new)
             h_new = o * tanh_c
@@ -88,11 +87,11 @@ def _kernels(nb_type):
                 gates[t, n, 3 * hidden + j] = o
                 extra[t, n, j] = tanh_c
             if active:
-                c[j] = c_new
+                c[n, j] = c_new
         else:
-            r = sigmoid(gx[row, j] + gh[j])
-            z = sigmoid(gx[row, hidden + j] + gh[hidden + j])
-            gh_n = gh[2 * hidden + j]  # reset_after: h W_hn^T + b_hn; reset_before: (r*h) W_hn^T + b_hn
+            r = sigmoid(gx[row, j] + gh[n, j])
+            z = sigmoid(gx[row, hidden + j] + gh[n, hidden + j])
+            gh_n = gh[n, 2 * hidden + j]  # reset_after: h W_hn^T + b_hn; reset_before: (r*h) W_hn^T + b_hn
             if mode == 3:
                 cand = math.tanh(gx[row, 2 * hidden + j] + r * gh_n)
             else:
@@ -105,7 +104,7 @@ def _kernels(nb_type):
                 extra[t, n, j] = gh_n
         if active:
             out[t, n, j] = h_new
-            h[j] = h_new
+            h[n, j] = h_new
         else:
             out[t, n, j] = zero
 
@@ -191,15 +190,14 @@ def _kernels(nb_type):
         dgh[row, j] = dr
 
     @cuda.jit(device=True)
-    def project(w_t, bias, src, first, last, gh):
-        # gh[g] = bias[g] + sum_k src[k] W_hh[g, k] for the gate rows g in [first, last) (src, gh: one
-        # sequence's rows). W_hh comes transposed (w_t[k, g]), so the block's consecutive threads read
-        # consecutive addresses.
+    def project(w_t, bias, src, n, first, last, gh):
+        # gh[n, g] = bias[g] + sum_k src[n, k] W_hh[g, k] for the gate rows g in [first, last).
+        # W_hh comes transposed (w_t[k, g]), so the block's consecutive threads read consecutive addresses.
         for g in range(first + cuda.threadIdx.x, last, cuda.blockDim.x):
             acc = bias[g]
-            for k in range(src.shape[0]):
-                acc += src[k] * w_t[k, g]
-            gh[g] = acc
+            for k in range(src.shape[1]):
+                acc += src[n, k] * w_t[k, g]
+            gh[n, g] = acc
 
     @cuda.jit(device=True)
     def carry(dgh, row, w_hh, first, last, dst, n, accumulate):
@@ -214,47 +212,28 @@ def _kernels(nb_type):
                 dst[n, k] = acc
 
     @cuda.jit
-    def forward(mode, reverse, keep, gx, w_t, b_hh, h, c, lengths, out, hprev, cprev, gates, extra, rh, gh_all,
-                placement):
-        # The whole time loop in one launch: block n runs sequence n; a block barrier separates the hidden
-        # projection from the gates, and the gates from the next step. Its state (h, c) and hidden
-        # projection gh sit in shared memory (dynamic), as much as fits (placement 2: all, 1: the state,
-        # gh in gh_all[n], 0: neither, the state in h[n] / c[n]); the state goes back to h[n] / c[n].
+    def forward(mode, reverse, keep, gx, w_t, b_hh, h, c, lengths, out, hprev, cprev, gates, extra, gh, rh):
+        # The whole time loop in one launch: block n runs sequence n, its state in h[n] / c[n]; a block
+        # barrier separates the hidden projection from the gates, and the gates from the next step.
         n = cuda.blockIdx.x
         tid, threads = cuda.threadIdx.x, cuda.blockDim.x
-        seq_len, hidden, width = out.shape[0], out.shape[2], w_t.shape[1]
-        shared = cuda.shared.array(0, nb_type)
-        hs, cs = h[n], c[n]
-        if placement >= 1:
-            hs, cs = shared[:hidden], shared[hidden:2 * hidden]
-        if placement == 2:
-            gh = shared[2 * hidden:2 * hidden + width]
-        else:
-            gh = gh_all[n]
-        for j in range(tid, hidden, threads):
-            hs[j] = h[n, j]
-            cs[j] = c[n, j]
-        cuda.syncthreads()
+        seq_len, hidden, width = out.shape[0], out.shape[2], gh.shape[1]
         for s in range(seq_len):
             t = seq_len - 1 - s if reverse else s
             if mode == 4:
                 slot = t if keep else 0
-                project(w_t, b_hh, hs, 0, 2 * hidden, gh)
+                project(w_t, b_hh, h, n, 0, 2 * hidden, gh)
                 cuda.syncthreads()
                 for j in range(tid, hidden, threads):
-                    reset_hidden(t, n, j, gx, gh, hs, slot, rh)
+                    reset_hidden(t, n, j, gx, gh, h, slot, rh)
                 cuda.syncthreads()
-                project(w_t, b_hh, rh[slot, n], 2 * hidden, width, gh)
+                project(w_t, b_hh, rh[slot], n, 2 * hidden, width, gh)
             else:
-                project(w_t, b_hh, hs, 0, width, gh)
+                project(w_t, b_hh, h, n, 0, width, gh)
             cuda.syncthreads()
             for j in range(tid, hidden, threads):
-                cell(mode, t, n, j, gx, gh, hs, cs, lengths, out, keep, hprev, cprev, gates, extra)
+                cell(mode, t, n, j, gx, gh, h, c, lengths, out, keep, hprev, cprev, gates, extra)
             cuda.syncthreads()
-        for j in range(tid, hidden, threads):
-            h[n, j] = hs[j]
-            if mode == 2:  # (c is h for the other modes)
-                c[n, j] = cs[j]
 
     @cuda.jit
     def backward(mode, reverse, bptt_steps, grad_out, lengths, w_hh, dh_next, dc_next, hprev, cprev, gates, extra,
@@ -312,14 +291,10 @@ def recurrent_forward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse,
         hprev = cprev = gates = extra = empty((1, 1, gate_width), dtype)  # unwritten placeholders
     rh = empty((seq_len if keep else 1, batch, hidden), dtype) if mode == "gru_reset_before" else hprev
     w_t = transpose(w_hh)  # W_hh^T: coalesced reads in the time loop
-    # one sequence's h, c and hidden projection in shared memory, as much as fits (see forward)
-    limit, item = config.CUDA_SHARED_BYTES, dtype.itemsize
-    placement = 2 if (2 * hidden + gate_width) * item <= limit else 1 if 2 * hidden * item <= limit else 0
-    gh_all = empty((batch if placement < 2 else 1, gate_width), dtype)
-    shared_bytes = (2 * hidden + (gate_width if placement == 2 else 0)) * item if placement else 0
-    _kernels(dtype).forward[batch, config.CUDA_RECURRENT_THREADS, 0, shared_bytes](
-        MODE_IDS[mode], bool(reverse), bool(keep), gx, w_t, b_hh, h, c, lengths, out, hprev, cprev, gates, extra, rh,
-        gh_all, placement)
+    gh = empty((batch, gate_width), dtype)
+    _kernels(dtype).forward[batch, config.CUDA_RECURRENT_THREADS](
+        MODE_IDS[mode], bool(reverse), bool(keep), gx, w_t, b_hh, h, c, lengths, out, hprev, cprev, gates, extra,
+        gh, rh)
     saved = None
     if keep:
         saved = (mode, x, w_ih, w_hh, lengths, reverse, hprev, cprev, gates, extra,
