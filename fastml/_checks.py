@@ -66,6 +66,10 @@ def check_nonempty(array: np.ndarray, fn: str, name: str = "input") -> None:
 
 
 def as_int(value, fn: str, name: str, minimum: int | None = None) -> int:
+    if type(value) is int:  # the common case, without the ABC checks below (a few us per call add up)
+        if minimum is not None and value < minimum:
+            raise ValueError(f"{fn}: `{name}` must be >= {minimum}, got {value}")
+        return value
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{fn}: `{name}` must be an int, got {value!r}")
     value = int(value)
@@ -76,6 +80,8 @@ def as_int(value, fn: str, name: str, minimum: int | None = None) -> int:
 
 def as_pair(value, fn: str, name: str, minimum: int | None = None) -> tuple[int, int]:
     """Normalise an int or a pair of ints to a 2-tuple, checking each >= minimum."""
+    if type(value) is int and (minimum is None or value >= minimum):  # the common case, fast
+        return value, value
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
             raise ValueError(f"{fn}: `{name}` must be an int or a pair of ints, got {value!r}")
