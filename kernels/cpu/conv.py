@@ -13,10 +13,14 @@ thresholds in ``config.py``, where the measurements are):
 
 * ``tiled`` (forward, stride 1, dilation 1, one group, at least ``TILE_ROWS``
   output channels; conv a, b, c, e): no BLAS. Register-blocked tiles of 6
-  output channels by 16 (float32) columns that keep their sums in registers
-  over every (channel, kernel row, kernel column) tap (``_tiled_forward``,
-  ``_tile.conv_tiles``); prange over images, or over chunks of output
-  channels when there are fewer images than threads (conv e).
+  output channels by 16 (float32) output positions, or 3 by 24, that keep
+  their sums in registers over every (channel, kernel row, kernel column)
+  tap and start from the bias. Output rows at least 16 wide are tiled along
+  the rows and stored straight into the NCHW output (``_tile.conv_rows``:
+  no garbage columns, no copy out; an unpadded input is read in place);
+  narrower ones use the padded-width layout (``_tile.conv_tiles``) and the
+  copy out. prange over images, or over chunks of output channels when
+  there are fewer images than threads (conv e) (``_tiled_forward``).
 * ``direct`` (C/groups <= CONV_DIRECT_MAX_CHANNELS; conv a, b): no BLAS. prange
   over images. Forward (where the tiles don't apply), per image, two output
   channels at a time, each pass over the contiguous plane adds a whole kernel
