@@ -72,16 +72,23 @@ def _taps_range1(start, kernel, size):
 
 # ---------------------------------------------------------------- max pooling
 @njit(inline="always")
+def _takes(v, best):
+    """PyTorch's scan rule: v replaces best if it is greater or NaN (so the first NaN, or the first of
+    equal maxima, stays)."""
+    return (v > best) | (v != v)
+
+
+@njit(inline="always")
 def _pick(v, best, at, v_at):
-    """One step of PyTorch's scan: take v if it is greater than best or NaN."""
-    take = (v > best) | (v != v)
+    """One step of the scan, carrying the index of the value kept."""
+    take = _takes(v, best)
     return (v if take else best), (v_at if take else at)
 
 
 @njit(inline="always")
 def _best(v, best):
     """_pick without the index: the value the scan keeps."""
-    return v if (v > best) | (v != v) else best
+    return v if _takes(v, best) else best
 
 
 @njit(inline="always")
