@@ -1110,14 +1110,14 @@ def _forward_halves(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, k
     """
     half = x.shape[1] // 2
     out = np.empty((x.shape[0], x.shape[1], w_hh.shape[1]), dtype=x.dtype)  # both halves write their columns
-    runs = []
+    halves = []
     for rows in (slice(0, half), slice(half, None)):
         arrays = _batched_direction(mode, x, h0[rows], None if c0 is None else c0[rows], w_ih, w_hh, b_ih, b_hh,
                                     reverse, keep, out)
-        active, full = _masks(x.shape[0], lengths[rows])
-        runs.append((x, active, full, reverse, *arrays, rows.start))
-    run_parallel(_forward_pair_kernel, _KINDS[mode], runs[0], runs[1])
-    results = [_batched_result(mode, run[4:-1], 1, run[1], run[2], reverse, keep) for run in runs]
+        halves.append((arrays, *_masks(x.shape[0], lengths[rows]), rows.start))
+    run_parallel(_forward_pair_kernel, _KINDS[mode],
+                 *((x, active, full, reverse, *arrays, start) for arrays, active, full, start in halves))
+    results = [_batched_result(mode, arrays, 1, active, full, reverse, keep) for arrays, active, full, _ in halves]
     h_n = np.concatenate([r[1] for r in results])
     c_n = np.concatenate([r[2] for r in results]) if mode == "lstm" else None
     return out, h_n, c_n, (("halves", mode, (results[0][3], results[1][3])) if keep else None)
@@ -1154,18 +1154,17 @@ def _backward_batched(saved, grad_out, grad_h_n, grad_c_n, bptt_steps):
     parts = saved[2] if saved[0] == "halves" else (saved,)
     _, mode, w_hh, w_ih, workers = parts[0][:5]
     workers = max(workers, len(parts))
-    dtype = parts[0][5].dtype
+    dtype = w_hh.dtype
     _tile.register(dtype)
-    seq_len = parts[0][9].shape[0]
-    batch = sum(part[9].shape[1] for part in parts)
-    hidden, input_size = w_hh.shape[1], w_ih.shape[1]
-    gate_count = GATE_COUNT[mode]
     grad_out = np.ascontiguousarray(grad_out, dtype=dtype)
+    seq_len, batch = grad_out.shape[:2]
+    hidden, input_size = w_hh.shape[1], w_ih.shape[1]
+    width = hidden + input_size + 1  # zmat's rows: [h; x; 1]
+    gate_count = GATE_COUNT[mode]
     grad_all = np.empty((gate_count * hidden, seq_len * batch), dtype)
     grad_h_all = np.empty_like(grad_all) if mode == "gru" else grad_all
-    width = parts[0][5].shape[1]
     zcols = np.empty((width, seq_len, batch), dtype)  # [h; x; 1] of every step, columns t*N + n
-    runs, col0 = [], 0
+    runs, dhs, dcs, sqs, col0 = [], [], [], [], 0
     for part in parts:
         zmat, cells, gates, hidden_n, active, full, reverse = part[5:]
         cols = slice(col0, col0 + active.shape[1])
@@ -1178,14 +1177,18 @@ def _backward_batched(saved, grad_out, grad_h_n, grad_c_n, bptt_steps):
         grad = np.empty_like(gates)
         grad_h = np.empty_like(gates) if mode == "gru" else grad
         sq = np.zeros((workers if len(parts) == 1 else 1, seq_len), dtype)
-        runs.append((w_hh, zmat, cells, gates, hidden_n, active, full, reverse, bptt_steps, grad_out, dh, dc, grad,
-                     grad_h, grad_all, grad_h_all, sq, col0))
+        # the time loop's arguments after (kind, w_hh): see _backward_batched_kernel / _backward_one_worker
+        runs.append(((zmat, cells, gates, hidden_n, active, full, reverse, bptt_steps, grad_out, dh, dc, grad,
+                      grad_h, grad_all, grad_h_all, sq), col0))
+        dhs.append(dh)
+        dcs.append(dc)
+        sqs.append(sq)
         zcols[:, :, cols] = zmat[slice(1, None) if reverse else slice(0, seq_len)].transpose(1, 0, 2)
         col0 = cols.stop
     if len(runs) == 2:
-        run_parallel(_backward_pair_kernel, _KINDS[mode], runs[0], runs[1])
+        run_parallel(_backward_pair_kernel, _KINDS[mode], *((w_hh, *loop, start) for loop, start in runs))
     else:
-        _run(workers, _backward_batched_kernel, _KINDS[mode], w_hh, _chunk_bounds(hidden, workers), *runs[0][1:17])
+        _run(workers, _backward_batched_kernel, _KINDS[mode], w_hh, _chunk_bounds(hidden, workers), *runs[0][0])
     zcols = zcols.reshape(width, seq_len * batch)
     grad_w = np.empty((gate_count * hidden, width), dtype)
     grad_x = np.empty((seq_len, batch, input_size), dtype)
@@ -1197,9 +1200,9 @@ def _backward_batched(saved, grad_out, grad_h_n, grad_c_n, bptt_steps):
     grad_b_hh = grad_b_ih.copy()
     if mode == "gru":
         grad_b_hh[GRU_N * hidden:] = grad_h_all[GRU_N * hidden:].sum(axis=1)
-    norms = np.sqrt(sum(run[16].sum(axis=0) for run in runs))
-    grad_h0 = np.concatenate([run[10].T for run in runs])
-    grad_c0 = np.concatenate([run[11].T for run in runs]) if mode == "lstm" else None
+    norms = np.sqrt(sum(sq.sum(axis=0) for sq in sqs))
+    grad_h0 = np.concatenate([dh.T for dh in dhs])
+    grad_c0 = np.concatenate([dc.T for dc in dcs]) if mode == "lstm" else None
     return grad_x, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh, norms
 
 
