@@ -33,11 +33,22 @@ from .. import config
 from ._util import blocks_for, contiguous_copy, empty, per_dtype, to_device
 
 
+def _tile_shape():
+    """(CUDA_CONV_BLOCK, CUDA_CONV_DEPTH) of the implicit GEMM, checked to tile 16 x 16 threads."""
+    block, depth = config.CUDA_CONV_BLOCK, config.CUDA_CONV_DEPTH
+    if not (block % 16 == 0 and 256 % block == 0 and 256 % depth == 0 and block % (256 // depth) == 0
+            and depth % (256 // block) == 0):
+        raise ValueError(f"kernels.config: CUDA_CONV_BLOCK={block} / CUDA_CONV_DEPTH={depth} don't tile 16 x 16 "
+                         "threads (BLOCK a multiple of 16 dividing 256, DEPTH dividing 256, and each staging "
+                         "pass a whole number of rows)")
+    return block, depth
+
+
 @per_dtype
 def _kernels(nb_type):
     max_taps = config.CUDA_CONV_DIRECT_MAX_TAPS
     reduce_threads = config.CUDA_REDUCE_THREADS
-    block, depth = config.CUDA_CONV_BLOCK, config.CUDA_CONV_DEPTH
+    block, depth = _tile_shape()
     per = block // 16  # register tile edge of each of the 16 x 16 threads
     w_rows, x_rows = 256 // depth, 256 // block  # W-tile rows / X^-tile taps staged per pass of the 256 threads
     w_cols = block + 1  # the W tile's row length: + 1 spreads its column stores over more banks
@@ -225,15 +236,6 @@ def _kernels(nb_type):
     return (direct, implicit_gemm, backward_input, backward_weight, backward_bias)
 
 
-def _check_tiles():
-    block, depth = config.CUDA_CONV_BLOCK, config.CUDA_CONV_DEPTH
-    if not (block % 16 == 0 and 256 % block == 0 and 256 % depth == 0 and block % (256 // depth) == 0
-            and depth % (256 // block) == 0):
-        raise ValueError(f"kernels.config: CUDA_CONV_BLOCK={block} / CUDA_CONV_DEPTH={depth} don't tile 16 x 16 "
-                         "threads (BLOCK a multiple of 16 dividing 256, DEPTH dividing 256, and each staging "
-                         "pass a whole number of rows)")
-
-
 @functools.lru_cache(maxsize=64)
 def _tap_table(c_group, kh, kw, height, width, dh, dw):
     """Device (Cg*R*S, 3) int64: tap (c, r, s) -> (c*H*W + r*dh*W + s*dw, r*dh, s*dw) for the implicit GEMM."""
@@ -262,7 +264,6 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups, out_size,
         grid = (blocks_for(out_size[0] * out_size[1], threads), n * k_out)
         direct[grid, threads](x, weight, bias, has_bias, *geometry, out)
     else:
-        _check_tiles()
         if not x.is_c_contiguous():
             x = contiguous_copy(x)
         if not weight.is_c_contiguous():
