@@ -522,13 +522,11 @@ def _row_segments(ow, lanes, use_long):
     long = np.zeros(count, np.bool_)
     t = 0
     if long_first:
-        long[0] = True
+        starts[0], long[0] = 0, True
         t = 1
     for x0 in range(first, ow, wide):
         starts[t] = min(x0, ow - wide)
         t += 1
-    if long_first:
-        starts[0] = 0
     return starts, long
 
 
