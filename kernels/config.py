@@ -83,8 +83,9 @@ CONV_SHIFTED_MIN_CHANNELS = 16
 # One 34x34 image (1156 columns) per tile keeps each tap's GEMM output
 # (64 x 1156 floats, 0.3 MiB) in L2 across the 9 accumulating GEMMs.
 CONV_TILE_COLUMNS = 2048
-# Forward with stride 1, dilation 1, one group and at least TILE_ROWS (6)
-# output channels runs the register-blocked conv tiles (_tiled_forward: work
+# Forward with dilation 1, one group, at least TILE_ROWS (6) output channels
+# and stride 1 (or any stride, with output rows at least one wide tile long)
+# runs the register-blocked conv tiles (_tiled_forward: work
 # items are images, or chunks of output channels when there are fewer images
 # than threads) while C is at most this and one item's buffers for every
 # thread fit CONV_WORKSPACE_BYTES. Fourth session, interleaved in one process
@@ -100,11 +101,13 @@ CONV_TILED_MAX_CHANNELS = 10**9
 #   ymm), 6 x 2 at columns 0 and 8 68 useful (90 computed); the flat padded-width
 #   tiles ran 56 useful (65 computed) on the same shape.
 CONV_LONG_ROWS = 3
-# Tried for conv d (stride 2) and dropped, fifth session: the tiles over the four stride phases'
-# planes, the taps as a list of offsets (a one-loop tile as fast as the unrolled ones on stride 1,
-# 77 GFLOP/s per core on d's shape vs 89 for a stride-1 conv of the same output); but splitting each
-# image into its phase planes costs 80 us (short rows: per-row overhead, not the copies), and the
-# whole conv was level with the shifted GEMMs (10.1 vs 10.3 ms, interleaved).
+# Conv d (stride 2) on the tiles, sixth session: each image's padded planes are split into their
+# two column phases (the rows stay whole; the row stride only steps the tile's rows), so a tap reads
+# adjacent elements and the unrolled tiles run unchanged. One core: the tiles 70-85 GFLOP/s on d's
+# shape, the split 49 us per image (177 with a view per 17-column row and a run-time stride; the
+# fifth session's four-phase split, 80 us, made the tiles only level with the shifted GEMMs).
+# Interleaved in one process, medians of 11 over 6 rounds (2 threads), ms: tiles 10.1-12.0
+# (median 11.65), shifted GEMMs 10.8-13.4 (12.75), PyTorch 10.4-13.7 (12.78).
 # Otherwise, forward with at most this many input channels per group runs the
 # pass-per-kernel-row direct kernel, if the batch has at least CONV_DIRECT_MIN_IMAGES images (prange
 # over images) and the multiply-adds are under CONV_DIRECT_MAX_WORK.

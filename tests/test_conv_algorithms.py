@@ -71,6 +71,12 @@ GEOMETRIES = [
     pytest.param(((2, 1, 27, 28), (9, 1, 5, 5), (1, 1), (0, 0, 0, 0), (1, 1), 1), id="tiled-rows-valid"),
     pytest.param(((2, 3, 6, 19), (7, 3, 3, 2), (1, 1), (1, 0, 2, 1), (1, 1), 1), id="tiled-rows-shifted"),
     pytest.param(((1, 4, 5, 56), (8, 4, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1), id="tiled-rows-one-image"),
+    # strided, rows at least one tile wide: the tiles read the columns' stride phases (conv d's path).
+    # 17 columns: a shifted last tile; 24 columns of stride (1, 2): a long tile (float32); stride 3
+    # with a 5-wide kernel on one image, in chunks, asymmetric padding
+    pytest.param(((2, 3, 33, 34), (7, 3, 3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 1), id="tiled-rows-stride2"),
+    pytest.param(((2, 2, 5, 48), (8, 2, 3, 3), (1, 2), (1, 1, 1, 1), (1, 1), 1), id="tiled-rows-stride2-long"),
+    pytest.param(((1, 2, 7, 75), (13, 2, 3, 5), (2, 3), (0, 1, 2, 1), (1, 1), 1), id="tiled-rows-stride3"),
 ]
 
 

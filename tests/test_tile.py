@@ -136,3 +136,39 @@ def test_conv_rows_match_numpy(k_out, channels, kh, kw, ow, use_long, dtype):
     np.testing.assert_array_equal(out[-5:], 7.0)
     starts = _long_blocks(k_out)
     assert starts[0] == 0 and starts[-1] == k_out and np.all(np.diff(starts) >= 1) and np.all(np.diff(starts) <= 4)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k_out,channels,kh,kw,ow,sh,sw", [(13, 3, 3, 3, 16, 2, 2), (7, 2, 3, 3, 24, 2, 2),
+                                                           (5, 2, 5, 5, 20, 1, 2), (6, 1, 3, 4, 17, 3, 3),
+                                                           (4, 2, 2, 3, 16, 2, 1), (3, 1, 1, 7, 24, 1, 4)])
+def test_conv_rows_strided_match_numpy(k_out, channels, kh, kw, ow, sh, sw, dtype):
+    """conv_rows with row stride sh and column stride sw: each channel's padded plane split into its sw
+    column phases (built here from the padded input, independently of the kernels' own split), for the
+    unrolled (3, 5) and run-time (4, 7) kernel widths, wide, shifted and long tiles."""
+    from fastml.kernels.cpu._tile import conv_rows
+
+    rng = np.random.default_rng(k_out * 7 + ow + sw)
+    oh = 3
+    hp, wp = (oh - 1) * sh + kh, (ow - 1) * sw + kw
+    padded = rng.standard_normal((channels, hp, wp)).astype(dtype)
+    wq = -(-wp // sw) + 2  # two more columns per phase that no tap may use: NaN
+    phases = np.full((channels, sw, hp, wq), np.nan, dtype)
+    for p in range(sw):
+        cols = padded[:, :, p::sw]
+        phases[:, p, :, :cols.shape[2]] = cols
+    weight = rng.standard_normal((k_out, channels * kh * kw)).astype(dtype)
+    bias = rng.standard_normal(k_out).astype(dtype)
+    out = np.full(k_out * oh * ow + 5, 7.0, dtype)
+    conv_rows(k_out, oh, ow, channels, kh, kw, weight, phases.ravel(), sw * hp * wq, wq, bias, out, True, sh, sw,
+              hp * wq)
+    w = weight.reshape(k_out, channels, kh, kw).astype(np.float64)
+    expected = np.zeros((k_out, oh, ow)) + bias[:, None, None]
+    for c in range(channels):
+        for r in range(kh):
+            for s in range(kw):
+                window = padded[c, r:r + (oh - 1) * sh + 1:sh, s:s + (ow - 1) * sw + 1:sw].astype(np.float64)
+                expected += w[:, c, r, s, None, None] * window[None]
+    tol = (2e-6 if dtype == np.float32 else 1e-14) * 4 * (channels * kh * kw) ** 0.5
+    np.testing.assert_allclose(out[:-5].reshape(k_out, oh, ow), expected, rtol=tol, atol=tol)
+    np.testing.assert_array_equal(out[-5:], 7.0)

@@ -319,30 +319,50 @@ def _gemm_small_external_impl(m, n, k, a, a_row, a_col, b, ldb, c, ldc, accumula
 
 # --- convolution tiles: the reduction runs over (channel, kernel row, kernel column) -------------
 def _make_conv_tile(rows: int, vectors: int, fixed_kw=None):
-    """Intrinsic ``conv(channels, kh, kw, a, a_row, b, b_channel, b_row, c, ldc, bias)``.
+    """Intrinsic ``conv(channels, kh, kw, a, a_row, b, b_channel, b_row, b_phase, sw, c, ldc, bias)``.
 
-    c[i*ldc + q] = bias[i] + sum over (ch, r, s) of a[i*a_row + (ch*kh + r)*kw + s] * b[ch*b_channel + r*b_row + s + q]
-    for i < rows, q < vectors*lanes: ``rows`` output channels of a stride-1
-    convolution at ``vectors*lanes`` adjacent output positions (``b`` is the
-    (padded) input at the first one's top-left tap, one plane per channel).
-    Every accumulator stays in a register for the whole reduction. With
-    ``fixed_kw`` the kernel-column loop is unrolled for that width (the
-    caller passes kw == fixed_kw): a runtime 3- or 5-trip loop cost a third
-    of the tile's time.
+    c[i*ldc + q] = bias[i] + sum over (ch, r, s) of a[i*a_row + (ch*kh + r)*kw + s]
+    * b[ch*b_channel + r*b_row + (s % sw)*b_phase + s // sw + q] for i < rows,
+    q < vectors*lanes: ``rows`` output channels of a convolution at
+    ``vectors*lanes`` adjacent output positions (``b`` is the (padded) input
+    at the first one's top-left tap, one plane per channel). With column
+    stride sw > 1 each channel's plane is split into its sw column phases,
+    b_phase elements apart (column w of the padded input is element w // sw
+    of phase w % sw), so adjacent outputs still read adjacent elements; with
+    sw == 1, b_phase is unused. Every accumulator stays in a register for
+    the whole reduction. With ``fixed_kw`` the kernel-column loop is
+    unrolled for that width (the caller passes kw == fixed_kw): a runtime 3-
+    or 5-trip loop cost a third of the tile's time.
     """
 
     @intrinsic
-    def conv(typingctx, channels, kh, kw, a, a_row, b, b_channel, b_row, c, ldc, bias):
+    def conv(typingctx, channels, kh, kw, a, a_row, b, b_channel, b_row, b_phase, sw, c, ldc, bias):
         if not (isinstance(a, types.Array) and a.dtype in (types.float32, types.float64)
                 and b == a and c == a and bias == a):
             return None
-        sig = types.void(types.intp, types.intp, types.intp, a, types.intp, a, types.intp, types.intp, a, types.intp,
-                         a)
+        sig = types.void(types.intp, types.intp, types.intp, a, types.intp, a, types.intp, types.intp, types.intp,
+                         types.intp, a, types.intp, a)
 
         def codegen(context, builder, signature, args):
-            channels, kh, kw, a, a_row, b, b_channel, b_row, c, ldc, bias = args
+            channels, kh, kw, a, a_row, b, b_channel, b_row, b_phase, sw, c, ldc, bias = args
             emit = _Emitter(context, builder, signature.args[3], rows, vectors)
             a_ptr, b_ptr, c_ptr = emit.data(a), emit.data(b), emit.data(c)
+            zero, one = emit.const(0), emit.const(1)
+
+            def next_column(phase, step):
+                """(phase, step) of kernel column s + 1 from those of s: s % sw and s // sw, no division."""
+                wrap = builder.icmp_signed("==", builder.add(phase, one), sw)
+                return (builder.select(wrap, zero, builder.add(phase, one)),
+                        builder.add(step, builder.zext(wrap, emit.intp)))
+
+            def column_offset(phase, step):
+                return builder.add(builder.mul(phase, b_phase), step)
+
+            if fixed_kw is not None:  # the columns' offsets, once, outside the loops
+                offsets, phase, step = [], zero, zero
+                for _ in range(fixed_kw):
+                    offsets.append(column_offset(phase, step))
+                    phase, step = next_column(phase, step)
             emit.start_from(emit.data(bias))
             with cgutils.for_range(builder, channels) as by_channel:
                 ch = by_channel.index
@@ -351,17 +371,23 @@ def _make_conv_tile(rows: int, vectors: int, fixed_kw=None):
                     b_base = builder.add(builder.mul(ch, b_channel), builder.mul(r, b_row))
                     k_base = builder.mul(builder.add(builder.mul(ch, kh), r), kw)
 
-                    def tap(s):
+                    def tap(s, offset):
                         k = builder.add(k_base, s)
                         emit.multiply_add(a_ptr, lambda i: builder.add(builder.mul(emit.const(i), a_row), k),
-                                          b_ptr, builder.add(b_base, s))
+                                          b_ptr, builder.add(b_base, offset))
 
                     if fixed_kw is None:
+                        phase_at, step_at = cgutils.alloca_once_value(builder, zero), cgutils.alloca_once_value(
+                            builder, zero)
                         with cgutils.for_range(builder, kw) as by_column:
-                            tap(by_column.index)
+                            phase, step = builder.load(phase_at), builder.load(step_at)
+                            tap(by_column.index, column_offset(phase, step))
+                            phase, step = next_column(phase, step)
+                            builder.store(phase, phase_at)
+                            builder.store(step, step_at)
                     else:
                         for s in range(fixed_kw):
-                            tap(emit.const(s))
+                            tap(emit.const(s), offsets[s])
             emit.store(c_ptr, ldc)
             return context.get_dummy_value()
 
@@ -387,8 +413,8 @@ _long5_1, _long5_2, _long5_3, _long5_4 = (_make_conv_tile(r, LONG_VECTORS, 5) fo
 
 
 @njit(inline="always")
-def _conv_tile(rows, channels, kh, kw, a, a_row, b, b_channel, b_row, c, ldc, bias):
-    args = (channels, kh, kw, a, a_row, b, b_channel, b_row, c, ldc, bias)
+def _conv_tile(rows, channels, kh, kw, a, a_row, b, b_channel, b_row, b_phase, sw, c, ldc, bias):
+    args = (channels, kh, kw, a, a_row, b, b_channel, b_row, b_phase, sw, c, ldc, bias)
     if kw == 3:
         if rows == 6:
             _conv3_6(*args)
@@ -430,8 +456,8 @@ def _conv_tile(rows, channels, kh, kw, a, a_row, b, b_channel, b_row, c, ldc, bi
 
 
 @njit(inline="always")
-def _long_tile(rows, channels, kh, kw, a, a_row, b, b_channel, b_row, c, ldc, bias):
-    args = (channels, kh, kw, a, a_row, b, b_channel, b_row, c, ldc, bias)
+def _long_tile(rows, channels, kh, kw, a, a_row, b, b_channel, b_row, b_phase, sw, c, ldc, bias):
+    args = (channels, kh, kw, a, a_row, b, b_channel, b_row, b_phase, sw, c, ldc, bias)
     if kw == 3:
         if rows == 4:
             _long3_4(*args)
@@ -505,8 +531,8 @@ def conv_tiles(k_out, width, channels, kh, kw, weight, xp, b_channel, b_row, bia
         b0 = xp[j0:]
         for block in range(starts.shape[0] - 1):
             i0 = starts[block]
-            _conv_tile(starts[block + 1] - i0, channels, kh, kw, flat_w[i0 * taps:], taps, b0, b_channel, b_row,
-                       flat_out[i0 * ldc + j0:], ldc, bias[i0:])
+            _conv_tile(starts[block + 1] - i0, channels, kh, kw, flat_w[i0 * taps:], taps, b0, b_channel, b_row, 0,
+                       1, flat_out[i0 * ldc + j0:], ldc, bias[i0:])
 
 
 @njit
@@ -531,16 +557,20 @@ def _row_segments(ow, lanes, use_long):
 
 
 @njit
-def conv_rows(k_out, oh, ow, channels, kh, kw, weight, xp, b_channel, b_row, bias, out, use_long=True):
+def conv_rows(k_out, oh, ow, channels, kh, kw, weight, xp, b_channel, b_row, bias, out, use_long=True, sh=1, sw=1,
+              b_phase=0):
     """out[k*oh*ow + y*ow + x] = bias[k] + sum over (c, r, s) of weight[k, c*kh*kw + r*kw + s] * xp[c*b_channel
-    + (y + r)*b_row + x + s], for y < oh and x < ow >= :func:`conv_width_multiple`.
+    + (y*sh + r)*b_row + (s % sw)*b_phase + x + s // sw], for y < oh and x < ow >= :func:`conv_width_multiple`.
 
     Tiles run along each output row and store straight into the (k_out, oh,
     ow) output block ``out`` (1-D, C order): no garbage columns, no copy out.
     xp is the (padded) input, one plane of b_channel elements per channel
-    and rows b_row apart; no tap reads past column ``ow - 1 + kw - 1`` of
-    its row. Segments outside, output-channel blocks inside: a segment's
-    input columns serve every output channel from L1.
+    and rows b_row apart; with column stride sw > 1 a channel's plane holds
+    its sw column phases b_phase elements apart (padded column w at element
+    w // sw of phase w % sw), so each tap still reads adjacent elements. No
+    tap reads past element ``ow - 1 + (kw - 1) // sw`` of its row (phase).
+    Segments outside, output-channel blocks inside: a segment's input
+    columns serve every output channel from L1.
     """
     taps = weight.shape[1]
     flat_w, ldc = weight.ravel(), oh * ow
@@ -549,14 +579,14 @@ def conv_rows(k_out, oh, ow, channels, kh, kw, weight, xp, b_channel, b_row, bia
     for y in range(oh):
         for seg in range(seg_starts.shape[0]):
             x0 = seg_starts[seg]
-            b0, c0 = xp[y * b_row + x0:], out[y * ow + x0:]
+            b0, c0 = xp[y * sh * b_row + x0:], out[y * ow + x0:]
             if seg_long[seg]:
                 for block in range(long_blocks.shape[0] - 1):
                     i0 = long_blocks[block]
                     _long_tile(long_blocks[block + 1] - i0, channels, kh, kw, flat_w[i0 * taps:], taps, b0,
-                               b_channel, b_row, c0[i0 * ldc:], ldc, bias[i0:])
+                               b_channel, b_row, b_phase, sw, c0[i0 * ldc:], ldc, bias[i0:])
             else:
                 for block in range(wide_blocks.shape[0] - 1):
                     i0 = wide_blocks[block]
                     _conv_tile(wide_blocks[block + 1] - i0, channels, kh, kw, flat_w[i0 * taps:], taps, b0,
-                               b_channel, b_row, c0[i0 * ldc:], ldc, bias[i0:])
+                               b_channel, b_row, b_phase, sw, c0[i0 * ldc:], ldc, bias[i0:])

@@ -11,16 +11,20 @@ becomes column ``q = n*Hq*Wq + i*Wq + j``, and kernel tap ``(r, s)`` reads phase
 to NCHW. Algorithms (chosen in ``conv2d_forward``/``conv2d_backward`` from the
 thresholds in ``config.py``, where the measurements are):
 
-* ``tiled`` (forward, stride 1, dilation 1, one group, at least ``TILE_ROWS``
-  output channels; conv a, b, c, e): no BLAS. Register-blocked tiles of 6
+* ``tiled`` (forward, dilation 1, one group, at least ``TILE_ROWS`` output
+  channels, stride 1 or output rows at least 16 wide; conv a-e): no BLAS.
+  Register-blocked tiles of 6
   output channels by 16 (float32) output positions, or 3 by 24, that keep
   their sums in registers over every (channel, kernel row, kernel column)
   tap and start from the bias. Output rows at least 16 wide are tiled along
   the rows and stored straight into the NCHW output (``_tile.conv_rows``:
   no garbage columns, no copy out; an unpadded input is read in place);
   narrower ones use the padded-width layout (``_tile.conv_tiles``) and the
-  copy out. prange over images, or over chunks of output channels when
-  there are fewer images than threads (conv e) (``_tiled_forward``).
+  copy out. With a column stride (conv d) each padded plane is split into
+  its column phases, so a tap still reads adjacent elements; the row stride
+  only steps the rows. prange over images, or over chunks of output
+  channels when there are fewer images than threads (conv e)
+  (``_tiled_forward``).
 * ``direct`` (C/groups <= CONV_DIRECT_MAX_CHANNELS; conv a, b): no BLAS. prange
   over images. Forward (where the tiles don't apply), per image, two output
   channels at a time, each pass over the contiguous plane adds a whole kernel
@@ -28,7 +32,7 @@ thresholds in ``config.py``, where the measurements are):
   same kernel run as a transposed conv (flipped, transposed weight),
   grad_weight is register-blocked dot products (``_row_dots``) into per-worker
   accumulators.
-* ``shifted`` (C/groups >= CONV_SHIFTED_MIN_CHANNELS; conv d, and the backward of c, e): R*S GEMMs
+* ``shifted`` (C/groups >= CONV_SHIFTED_MIN_CHANNELS; the backward of c, e): R*S GEMMs
   ``ext += W_rs @ xp[:, phase_rs, off_rs : off_rs + L]`` (beta = 1, leading
   dimensions instead of copies), no im2col at all. Backward: grad_weight is
   ``gext @ xp_slice.T`` per tap, grad_input ``W_rs.T @ gext`` added into the
@@ -109,17 +113,24 @@ def _split_phases(x, n0, n1, pt, pl, sh, sw, hq, wq, xp):
                                 done = start + b_hi - b_lo
                         _fill(plane[done:], zero)
                         continue
+                    # strided: flat indices into the plane, and the source row from its first column
+                    # read, indexed from 0 (no negative-index wraparound): 3x faster than a view per row
+                    src = x[n, c]
+                    first = b_lo * sw + pw - pl  # >= 0
                     for a in range(hq):
                         h = a * sh + ph - pt
-                        row = plane[a * wq:(a + 1) * wq]
+                        base = a * wq
                         if h < 0 or h >= height:
-                            _fill(row, zero)
+                            for b in range(wq):
+                                plane[base + b] = zero
                             continue
-                        _fill(row[:b_lo], zero)
-                        _fill(row[b_hi:], zero)
-                        src = x[n, c, h]
-                        for b in range(b_lo, b_hi):
-                            row[b] = src[b * sw + pw - pl]
+                        for b in range(b_lo):
+                            plane[base + b] = zero
+                        row = src[h, first:]
+                        for b in range(b_hi - b_lo):
+                            plane[base + b_lo + b] = row[b * sw]
+                        for b in range(b_hi, wq):
+                            plane[base + b] = zero
 
 
 @njit
@@ -365,8 +376,8 @@ def _direct_forward(x, weight, bias, has_bias, sh, sw, pt, pl, dh, dw, groups, h
             _scatter_out(ext[:size], image, image + 1, hq, wq, k, bias, has_bias, out)
 
 
-# Tiled kernel (stride 1, dilation 1, one group, at least TILE_ROWS output channels; conv a, b, c, e
-# forward): register-blocked tiles of a few output channels by 2-3 SIMD vectors of output
+# Tiled kernel (dilation 1, one group, at least TILE_ROWS output channels, stride 1 or rows at least
+# one tile wide; conv a-e forward): register-blocked tiles of a few output channels by 2-3 SIMD vectors of output
 # positions, each tile summing every (channel, kernel row, kernel column) tap with its accumulators
 # in registers (the pass-per-kernel-row kernel above stores and reloads its sums every kernel row).
 # Output rows at least one wide tile long are tiled along the rows and stored straight into NCHW
@@ -374,11 +385,27 @@ def _direct_forward(x, weight, bias, has_bias, sh, sw, pt, pl, dh, dw, groups, h
 # (_tile.conv_tiles, _scatter_out).
 
 
+@njit
+def _split_columns(x, image, pt, pl, sw, hq, wq, planes):
+    """Image ``image`` padded, its columns split into sw phases (_split_phases with row stride 1). The
+    strides the tiled path meets are constants here, so their loops compile for them (stride 2 split
+    twice as fast as with a run-time stride: 50 vs 85 us per 64x32x32 image)."""
+    one = x[image:image + 1]
+    if sw == 1:
+        _split_phases(one, 0, 1, pt, pl, 1, 1, hq, wq, planes)
+    elif sw == 2:
+        _split_phases(one, 0, 1, pt, pl, 1, 2, hq, wq, planes)
+    else:
+        _split_phases(one, 0, 1, pt, pl, 1, sw, hq, wq, planes)
+
+
 @njit(parallel=True)
-def _tiled_forward(x, weight, bias, pt, pl, hq, wq, chunks, out):
+def _tiled_forward(x, weight, bias, pt, pl, sh, sw, hq, wq, chunks, out):
     """Work items are (image, chunk of output channels): one chunk per image when there are enough
     images for the workers, else the output channels are shared out (conv e: one image) and the
-    padded planes are made once for all chunks first. bias: k_out values (zeros for none)."""
+    padded planes are made once for all chunks first. bias: k_out values (zeros for none).
+    (hq, wq) from _tiled_geometry: with stride sw > 1 (output rows at least a tile wide) each channel's
+    padded plane is split into its sw column phases, hq x wq each; rows are never split."""
     n, channels, height, width_in = x.shape
     k_out, _, kh, kw = weight.shape
     oh, ow = out.shape[2], out.shape[3]
@@ -387,12 +414,12 @@ def _tiled_forward(x, weight, bias, pt, pl, hq, wq, chunks, out):
     used = (oh - 1) * wq + ow
     width = (used + wide - 1) // wide * wide  # flat layout: whole tiles, the extra columns dropped below
     plane = hq * wq + (0 if by_rows else wide)  # the flat layout's extra columns read past the plane
-    padded = not by_rows or hq != height or wq != width_in  # else the tiles read x itself
+    padded = not by_rows or sw != 1 or hq != height or wq != width_in  # else the tiles read x itself
     taps = weight.reshape(k_out, channels * kh * kw)
-    # one stride phase per image; the padding fill covers the extra room
-    shared = np.empty((n if chunks > 1 and padded else 0, channels, 1, plane), x.dtype)
+    # the padding fill covers the extra room
+    shared = np.empty((n if chunks > 1 and padded else 0, channels, sw, plane), x.dtype)
     for image in prange(shared.shape[0]):
-        _split_phases(x[image:image + 1], 0, 1, pt, pl, 1, 1, hq, wq, shared[image])
+        _split_columns(x, image, pt, pl, sw, hq, wq, shared[image])
     for item in prange(n * chunks):
         image, chunk = item // chunks, item % chunks
         k0, k1 = chunk * k_out // chunks, (chunk + 1) * k_out // chunks
@@ -401,12 +428,12 @@ def _tiled_forward(x, weight, bias, pt, pl, hq, wq, chunks, out):
         elif chunks > 1:
             xp = shared[image].ravel()
         else:
-            planes = np.empty((channels, 1, plane), x.dtype)
-            _split_phases(x[image:image + 1], 0, 1, pt, pl, 1, 1, hq, wq, planes)
+            planes = np.empty((channels, sw, plane), x.dtype)
+            _split_columns(x, image, pt, pl, sw, hq, wq, planes)
             xp = planes.ravel()
         if by_rows:
-            conv_rows(k1 - k0, oh, ow, channels, kh, kw, taps[k0:k1], xp, plane, wq, bias[k0:k1],
-                      out[image, k0:k1].ravel())
+            conv_rows(k1 - k0, oh, ow, channels, kh, kw, taps[k0:k1], xp, sw * plane, wq, bias[k0:k1],
+                      out[image, k0:k1].ravel(), True, sh, sw, plane)
         else:
             ext = np.empty((k1 - k0, width), x.dtype)
             conv_tiles(k1 - k0, width, channels, kh, kw, taps[k0:k1], xp, plane, wq, bias[k0:k1], ext)
@@ -876,16 +903,23 @@ def _taps(weight):
     return np.ascontiguousarray(weight.transpose(2, 3, 0, 1))
 
 
+def _tiled_geometry(x_shape, stride, padding):
+    """(hq, wq) of the tiled kernel's planes: the padded rows whole, the columns split into stride phases."""
+    return _phase_geometry(x_shape, (1, stride[1]), padding)
+
+
 def _use_tiled(x, weight, stride, padding, dilation, groups, out_size, chunks):
-    """Stride 1, dilation 1, one group, >= TILE_ROWS output channels, and one work item's buffers (its
-    padded planes and output block, plus the planes shared by the chunks) for every worker under the cap."""
+    """Dilation 1, one group, >= TILE_ROWS output channels, stride 1 or output rows at least a wide tile
+    long (the strided tiles run along the rows only), and one work item's buffers (its padded planes
+    and output block, plus the planes shared by the chunks) for every worker under the cap."""
     k_out, c_group = weight.shape[0], weight.shape[1]
-    if (tuple(stride), tuple(dilation), groups) != ((1, 1), (1, 1), 1) or k_out < TILE_ROWS:
-        return False
-    hq, wq = _phase_geometry(x.shape, stride, padding)
     wide = conv_width_multiple(x)
-    if out_size[1] >= wide:  # tiles along the output rows: no output block
-        plane, width = hq * wq, 0
+    by_rows = out_size[1] >= wide
+    if tuple(dilation) != (1, 1) or groups != 1 or k_out < TILE_ROWS or (tuple(stride) != (1, 1) and not by_rows):
+        return False
+    hq, wq = _tiled_geometry(x.shape, stride, padding)
+    if by_rows:  # tiles along the output rows: no output block
+        plane, width = hq * wq * stride[1], 0
     else:
         plane, width = hq * wq + wide, out_size[0] * wq + wide
     per_item = c_group * plane + -(-k_out // chunks) * width
@@ -948,9 +982,9 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups, out_size)
     out = np.empty((x.shape[0], k_out) + tuple(out_size), dtype=x.dtype)
     chunks = _tile_chunks(x.shape[0], k_out)
     if _use_tiled(x, weight, stride, padding, dilation, groups, out_size, chunks):
-        hq, wq = _phase_geometry(x.shape, stride, padding)
+        hq, wq = _tiled_geometry(x.shape, stride, padding)
         _tiled_forward(np.ascontiguousarray(x), np.ascontiguousarray(weight),
-                       bias if has_bias else np.zeros(k_out, x.dtype), pt, pl, hq, wq, chunks, out)
+                       bias if has_bias else np.zeros(k_out, x.dtype), pt, pl, sh, sw, hq, wq, chunks, out)
         return out
     if _use_direct(x, weight, out_size):
         hq, wq = _phase_geometry(x.shape, stride, padding)
