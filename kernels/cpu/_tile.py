@@ -130,31 +130,58 @@ class _Emitter:
                 builder.store(builder.load(slot), target, align=self.align)
 
 
-def _make_tile(rows: int, vectors: int):
-    """Intrinsic ``tile(depth, a, a_row, a_col, b, ldb, c, ldc, accumulate)``: c[rows, vectors*lanes] (+)= a @ b.
+def _switch(builder, value, cases, emit_case, default=None):
+    """Emit ``emit_case(k)`` for every k in ``cases``, one of them picked at run time by the integer ``value``
+    (an LLVM switch); other values run ``default()``, or the first case where there is none (the callers'
+    bounds keep the value among the cases). One intrinsic thus carries every variant of a tile, each
+    compiled for its own constant row count or kernel width."""
+    end = builder.append_basic_block("switch.end")
+    blocks = [builder.append_basic_block(f"switch.case{k}") for k in cases]
+    fallback = builder.append_basic_block("switch.default") if default is not None else blocks[0]
+    switch = builder.switch(value, fallback)
+    for k, block in zip(cases, blocks):
+        switch.add_case(ir.Constant(value.type, k), block)
+        with builder.goto_block(block):
+            emit_case(k)
+            builder.branch(end)
+    if default is not None:
+        with builder.goto_block(fallback):
+            default()
+            builder.branch(end)
+    builder.position_at_end(end)
 
-    a, b, c: 1-D float arrays starting at the operands' first elements. Element
-    (i, k) of A is ``a[i*a_row + k*a_col]`` (so A may be a transposed view);
-    B and C are row-major with row strides ldb, ldc. Bounds are the caller's.
+
+def _make_tile(vectors: int, max_rows: int):
+    """Intrinsic ``tile(rows, depth, a, a_row, a_col, b, ldb, c, ldc, accumulate)``: c[rows, vectors*lanes] (+)= a @ b.
+
+    rows 1..max_rows, each its own register-blocked variant. a, b, c: 1-D
+    float arrays starting at the operands' first elements. Element (i, k) of
+    A is ``a[i*a_row + k*a_col]`` (so A may be a transposed view); B and C
+    are row-major with row strides ldb, ldc. Bounds are the caller's.
     """
 
     @intrinsic
-    def tile(typingctx, depth, a, a_row, a_col, b, ldb, c, ldc, accumulate):
+    def tile(typingctx, rows, depth, a, a_row, a_col, b, ldb, c, ldc, accumulate):
         if not (isinstance(a, types.Array) and a.dtype in (types.float32, types.float64)
                 and b == a and c == a):
             return None
-        sig = types.void(types.intp, a, types.intp, types.intp, a, types.intp, a, types.intp, types.boolean)
+        sig = types.void(types.intp, types.intp, a, types.intp, types.intp, a, types.intp, a, types.intp,
+                         types.boolean)
 
         def codegen(context, builder, signature, args):
-            depth, a, a_row, a_col, b, ldb, c, ldc, accumulate = args
-            emit = _Emitter(context, builder, signature.args[1], rows, vectors)
-            a_ptr, b_ptr, c_ptr = emit.data(a), emit.data(b), emit.data(c)
-            emit.prefetch(c_ptr, ldc)
-            with cgutils.for_range(builder, depth) as loop:
-                a_k = builder.mul(loop.index, a_col)
-                emit.multiply_add(a_ptr, lambda i: builder.add(builder.mul(emit.const(i), a_row), a_k),
-                                  b_ptr, builder.mul(loop.index, ldb))
-            emit.store(c_ptr, ldc, accumulate)
+            rows, depth, a, a_row, a_col, b, ldb, c, ldc, accumulate = args
+
+            def variant(count):
+                emit = _Emitter(context, builder, signature.args[2], count, vectors)
+                a_ptr, b_ptr, c_ptr = emit.data(a), emit.data(b), emit.data(c)
+                emit.prefetch(c_ptr, ldc)
+                with cgutils.for_range(builder, depth) as loop:
+                    a_k = builder.mul(loop.index, a_col)
+                    emit.multiply_add(a_ptr, lambda i: builder.add(builder.mul(emit.const(i), a_row), a_k),
+                                      b_ptr, builder.mul(loop.index, ldb))
+                emit.store(c_ptr, ldc, accumulate)
+
+            _switch(builder, rows, range(1, max_rows + 1), variant)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -167,39 +194,9 @@ TILE_VECTORS = config.TILE_VECTORS
 if not 1 <= TILE_ROWS <= 6 or not 1 <= TILE_VECTORS <= 4:
     raise ValueError(f"kernels.config: TILE_ROWS must be 1..6 and TILE_VECTORS 1..4, "
                      f"got {TILE_ROWS} and {TILE_VECTORS}")
-# _wide<r>: r rows by TILE_VECTORS vectors; _narrow<r>: r rows by one vector
-_wide1, _wide2, _wide3, _wide4, _wide5, _wide6 = (_make_tile(r, TILE_VECTORS) for r in range(1, 7))
-_narrow1, _narrow2, _narrow3, _narrow4, _narrow5, _narrow6 = (_make_tile(r, 1) for r in range(1, 7))
-
-
-@njit(inline="always")
-def _tile(wide, rows, kc, a, a_row, a_col, b, ldb, c, ldc, add):
-    """One tile of ``rows`` (1..6) rows: ``TILE_VECTORS`` vectors of columns if wide, else one."""
-    if wide:
-        if rows == 6:
-            _wide6(kc, a, a_row, a_col, b, ldb, c, ldc, add)
-        elif rows == 5:
-            _wide5(kc, a, a_row, a_col, b, ldb, c, ldc, add)
-        elif rows == 4:
-            _wide4(kc, a, a_row, a_col, b, ldb, c, ldc, add)
-        elif rows == 3:
-            _wide3(kc, a, a_row, a_col, b, ldb, c, ldc, add)
-        elif rows == 2:
-            _wide2(kc, a, a_row, a_col, b, ldb, c, ldc, add)
-        else:
-            _wide1(kc, a, a_row, a_col, b, ldb, c, ldc, add)
-    elif rows == 6:
-        _narrow6(kc, a, a_row, a_col, b, ldb, c, ldc, add)
-    elif rows == 5:
-        _narrow5(kc, a, a_row, a_col, b, ldb, c, ldc, add)
-    elif rows == 4:
-        _narrow4(kc, a, a_row, a_col, b, ldb, c, ldc, add)
-    elif rows == 3:
-        _narrow3(kc, a, a_row, a_col, b, ldb, c, ldc, add)
-    elif rows == 2:
-        _narrow2(kc, a, a_row, a_col, b, ldb, c, ldc, add)
-    else:
-        _narrow1(kc, a, a_row, a_col, b, ldb, c, ldc, add)
+# TILE_ROWS (or fewer) rows by TILE_VECTORS vectors, or by one vector (the columns wide tiles leave)
+_wide = _make_tile(TILE_VECTORS, TILE_ROWS)
+_narrow = _make_tile(1, TILE_ROWS)
 
 
 @njit
@@ -254,8 +251,11 @@ def gemm_small(m, n, k, a, a_row, a_col, b, ldb, c, ldc, accumulate):
             b0 = b[k0 * ldb + j0:]
             for block in range(starts.shape[0] - 1):
                 i0 = starts[block]
-                _tile(is_wide, starts[block + 1] - i0, kc, a0[i0 * a_row:], a_row, a_col, b0, ldb,
-                      c[i0 * ldc + j0:], ldc, add)
+                rows = starts[block + 1] - i0
+                if is_wide:
+                    _wide(rows, kc, a0[i0 * a_row:], a_row, a_col, b0, ldb, c[i0 * ldc + j0:], ldc, add)
+                else:
+                    _narrow(rows, kc, a0[i0 * a_row:], a_row, a_col, b0, ldb, c[i0 * ldc + j0:], ldc, add)
             j0 += wide if is_wide else lanes
         if vector_cols < n:
             for i in range(m):
@@ -337,77 +337,84 @@ def _gemm_small_external_impl(m, n, k, a, a_row, a_col, b, ldb, c, ldc, accumula
 
 
 # --- convolution tiles: the reduction runs over (channel, kernel row, kernel column) -------------
-def _make_conv_tile(rows: int, vectors: int, fixed_kw=None):
-    """Intrinsic ``conv(channels, kh, kw, a, a_row, b, b_channel, b_row, b_phase, sw, c, ldc, bias)``.
+def _make_conv_tile(vectors: int, max_rows: int):
+    """Intrinsic ``conv(rows, channels, kh, kw, a, a_row, b, b_channel, b_row, b_phase, sw, c, ldc, bias)``.
 
     c[i*ldc + q] = bias[i] + sum over (ch, r, s) of a[i*a_row + (ch*kh + r)*kw + s]
-    * b[ch*b_channel + r*b_row + (s % sw)*b_phase + s // sw + q] for i < rows,
-    q < vectors*lanes: ``rows`` output channels of a convolution at
-    ``vectors*lanes`` adjacent output positions (``b`` is the (padded) input
-    at the first one's top-left tap, one plane per channel). With column
-    stride sw > 1 each channel's plane is split into its sw column phases,
-    b_phase elements apart (column w of the padded input is element w // sw
-    of phase w % sw), so adjacent outputs still read adjacent elements; with
-    sw == 1, b_phase is unused. Every accumulator stays in a register for
-    the whole reduction. With ``fixed_kw`` the kernel-column loop is
-    unrolled for that width (the caller passes kw == fixed_kw): a runtime 3-
-    or 5-trip loop cost a third of the tile's time.
+    * b[ch*b_channel + r*b_row + (s % sw)*b_phase + s // sw + q] for i < rows
+    (1..max_rows), q < vectors*lanes: ``rows`` output channels of a
+    convolution at ``vectors*lanes`` adjacent output positions (``b`` is the
+    (padded) input at the first one's top-left tap, one plane per channel).
+    With column stride sw > 1 each channel's plane is split into its sw
+    column phases, b_phase elements apart (column w of the padded input is
+    element w // sw of phase w % sw), so adjacent outputs still read adjacent
+    elements; with sw == 1, b_phase is unused. Every accumulator stays in a
+    register for the whole reduction. Kernel widths 3 and 5 run variants
+    with the kernel-column loop unrolled (a runtime 3- or 5-trip loop cost a
+    third of the tile's time); other widths loop.
     """
 
     @intrinsic
-    def conv(typingctx, channels, kh, kw, a, a_row, b, b_channel, b_row, b_phase, sw, c, ldc, bias):
+    def conv(typingctx, rows, channels, kh, kw, a, a_row, b, b_channel, b_row, b_phase, sw, c, ldc, bias):
         if not (isinstance(a, types.Array) and a.dtype in (types.float32, types.float64)
                 and b == a and c == a and bias == a):
             return None
-        sig = types.void(types.intp, types.intp, types.intp, a, types.intp, a, types.intp, types.intp, types.intp,
-                         types.intp, a, types.intp, a)
+        sig = types.void(types.intp, types.intp, types.intp, types.intp, a, types.intp, a, types.intp, types.intp,
+                         types.intp, types.intp, a, types.intp, a)
 
         def codegen(context, builder, signature, args):
-            channels, kh, kw, a, a_row, b, b_channel, b_row, b_phase, sw, c, ldc, bias = args
-            emit = _Emitter(context, builder, signature.args[3], rows, vectors)
-            a_ptr, b_ptr, c_ptr = emit.data(a), emit.data(b), emit.data(c)
-            zero, one = emit.const(0), emit.const(1)
+            rows, channels, kh, kw, a, a_row, b, b_channel, b_row, b_phase, sw, c, ldc, bias = args
 
-            def next_column(phase, step):
-                """(phase, step) of kernel column s + 1 from those of s: s % sw and s // sw, no division."""
-                wrap = builder.icmp_signed("==", builder.add(phase, one), sw)
-                return (builder.select(wrap, zero, builder.add(phase, one)),
-                        builder.add(step, builder.zext(wrap, emit.intp)))
+            def variant(count, fixed_kw):
+                emit = _Emitter(context, builder, signature.args[4], count, vectors)
+                a_ptr, b_ptr, c_ptr = emit.data(a), emit.data(b), emit.data(c)
+                zero, one = emit.const(0), emit.const(1)
 
-            def column_offset(phase, step):
-                return builder.add(builder.mul(phase, b_phase), step)
+                def next_column(phase, step):
+                    """(phase, step) of kernel column s + 1 from those of s: s % sw and s // sw, no division."""
+                    wrap = builder.icmp_signed("==", builder.add(phase, one), sw)
+                    return (builder.select(wrap, zero, builder.add(phase, one)),
+                            builder.add(step, builder.zext(wrap, emit.intp)))
 
-            if fixed_kw is not None:  # the columns' offsets, once, outside the loops
-                offsets, phase, step = [], zero, zero
-                for _ in range(fixed_kw):
-                    offsets.append(column_offset(phase, step))
-                    phase, step = next_column(phase, step)
-            emit.start_from(emit.data(bias))
-            with cgutils.for_range(builder, channels) as by_channel:
-                ch = by_channel.index
-                with cgutils.for_range(builder, kh) as by_row:
-                    r = by_row.index
-                    b_base = builder.add(builder.mul(ch, b_channel), builder.mul(r, b_row))
-                    k_base = builder.mul(builder.add(builder.mul(ch, kh), r), kw)
+                def column_offset(phase, step):
+                    return builder.add(builder.mul(phase, b_phase), step)
 
-                    def tap(s, offset):
-                        k = builder.add(k_base, s)
-                        emit.multiply_add(a_ptr, lambda i: builder.add(builder.mul(emit.const(i), a_row), k),
-                                          b_ptr, builder.add(b_base, offset))
+                if fixed_kw is not None:  # the columns' offsets, once, outside the loops
+                    offsets, phase, step = [], zero, zero
+                    for _ in range(fixed_kw):
+                        offsets.append(column_offset(phase, step))
+                        phase, step = next_column(phase, step)
+                emit.start_from(emit.data(bias))
+                with cgutils.for_range(builder, channels) as by_channel:
+                    ch = by_channel.index
+                    with cgutils.for_range(builder, kh) as by_row:
+                        r = by_row.index
+                        b_base = builder.add(builder.mul(ch, b_channel), builder.mul(r, b_row))
+                        k_base = builder.mul(builder.add(builder.mul(ch, kh), r), kw)
 
-                    if fixed_kw is None:
-                        phase_at, step_at = cgutils.alloca_once_value(builder, zero), cgutils.alloca_once_value(
-                            builder, zero)
-                        with cgutils.for_range(builder, kw) as by_column:
-                            phase, step = builder.load(phase_at), builder.load(step_at)
-                            tap(by_column.index, column_offset(phase, step))
-                            phase, step = next_column(phase, step)
-                            builder.store(phase, phase_at)
-                            builder.store(step, step_at)
-                    else:
-                        for s in range(fixed_kw):
-                            tap(emit.const(s), offsets[s])
-            emit.store(c_ptr, ldc)
+                        def tap(s, offset):
+                            k = builder.add(k_base, s)
+                            emit.multiply_add(a_ptr, lambda i: builder.add(builder.mul(emit.const(i), a_row), k),
+                                              b_ptr, builder.add(b_base, offset))
+
+                        if fixed_kw is None:
+                            phase_at = cgutils.alloca_once_value(builder, zero)
+                            step_at = cgutils.alloca_once_value(builder, zero)
+                            with cgutils.for_range(builder, kw) as by_column:
+                                phase, step = builder.load(phase_at), builder.load(step_at)
+                                tap(by_column.index, column_offset(phase, step))
+                                phase, step = next_column(phase, step)
+                                builder.store(phase, phase_at)
+                                builder.store(step, step_at)
+                        else:
+                            for s in range(fixed_kw):
+                                tap(emit.const(s), offsets[s])
+                emit.store(c_ptr, ldc)
+
+            def width(fixed_kw):
+                _switch(builder, rows, range(1, max_rows + 1), lambda count: variant(count, fixed_kw))
+
+            _switch(builder, kw, (3, 5), width, default=lambda: width(None))
             return context.get_dummy_value()
 
         return sig, codegen
@@ -417,92 +424,13 @@ def _make_conv_tile(rows: int, vectors: int, fixed_kw=None):
 
 # Two tile shapes: "wide" (TILE_ROWS output channels by TILE_VECTORS vectors, 6 x 16 float32 columns) and
 # "long" (CONV_LONG_ROWS rows by three vectors, 3 x 24: rows of 24 or 8*(2k+1) outputs need no
-# overlapping tile). _conv<kw>_<rows> / _long<kw>_<rows>: kernel width 3, 5 or any (0).
+# overlapping tile); a block count that doesn't divide evenly ends in long blocks one row taller.
 LONG_VECTORS = 3
 LONG_ROWS = config.CONV_LONG_ROWS
 if not 1 <= LONG_ROWS <= 3:
     raise ValueError(f"kernels.config: CONV_LONG_ROWS must be 1..3, got {LONG_ROWS}")
-_conv0_1, _conv0_2, _conv0_3, _conv0_4, _conv0_5, _conv0_6 = (_make_conv_tile(r, TILE_VECTORS) for r in range(1, 7))
-_conv3_1, _conv3_2, _conv3_3, _conv3_4, _conv3_5, _conv3_6 = (_make_conv_tile(r, TILE_VECTORS, 3) for r in range(1, 7))
-_conv5_1, _conv5_2, _conv5_3, _conv5_4, _conv5_5, _conv5_6 = (_make_conv_tile(r, TILE_VECTORS, 5) for r in range(1, 7))
-# up to LONG_ROWS + 1 rows: a block count that doesn't divide evenly ends in blocks one row taller
-_long0_1, _long0_2, _long0_3, _long0_4 = (_make_conv_tile(r, LONG_VECTORS) for r in range(1, 5))
-_long3_1, _long3_2, _long3_3, _long3_4 = (_make_conv_tile(r, LONG_VECTORS, 3) for r in range(1, 5))
-_long5_1, _long5_2, _long5_3, _long5_4 = (_make_conv_tile(r, LONG_VECTORS, 5) for r in range(1, 5))
-
-
-@njit(inline="always")
-def _conv_tile(rows, channels, kh, kw, a, a_row, b, b_channel, b_row, b_phase, sw, c, ldc, bias):
-    args = (channels, kh, kw, a, a_row, b, b_channel, b_row, b_phase, sw, c, ldc, bias)
-    if kw == 3:
-        if rows == 6:
-            _conv3_6(*args)
-        elif rows == 5:
-            _conv3_5(*args)
-        elif rows == 4:
-            _conv3_4(*args)
-        elif rows == 3:
-            _conv3_3(*args)
-        elif rows == 2:
-            _conv3_2(*args)
-        else:
-            _conv3_1(*args)
-    elif kw == 5:
-        if rows == 6:
-            _conv5_6(*args)
-        elif rows == 5:
-            _conv5_5(*args)
-        elif rows == 4:
-            _conv5_4(*args)
-        elif rows == 3:
-            _conv5_3(*args)
-        elif rows == 2:
-            _conv5_2(*args)
-        else:
-            _conv5_1(*args)
-    elif rows == 6:
-        _conv0_6(*args)
-    elif rows == 5:
-        _conv0_5(*args)
-    elif rows == 4:
-        _conv0_4(*args)
-    elif rows == 3:
-        _conv0_3(*args)
-    elif rows == 2:
-        _conv0_2(*args)
-    else:
-        _conv0_1(*args)
-
-
-@njit(inline="always")
-def _long_tile(rows, channels, kh, kw, a, a_row, b, b_channel, b_row, b_phase, sw, c, ldc, bias):
-    args = (channels, kh, kw, a, a_row, b, b_channel, b_row, b_phase, sw, c, ldc, bias)
-    if kw == 3:
-        if rows == 4:
-            _long3_4(*args)
-        elif rows == 3:
-            _long3_3(*args)
-        elif rows == 2:
-            _long3_2(*args)
-        else:
-            _long3_1(*args)
-    elif kw == 5:
-        if rows == 4:
-            _long5_4(*args)
-        elif rows == 3:
-            _long5_3(*args)
-        elif rows == 2:
-            _long5_2(*args)
-        else:
-            _long5_1(*args)
-    elif rows == 4:
-        _long0_4(*args)
-    elif rows == 3:
-        _long0_3(*args)
-    elif rows == 2:
-        _long0_2(*args)
-    else:
-        _long0_1(*args)
+_conv_wide = _make_conv_tile(TILE_VECTORS, TILE_ROWS)
+_conv_long = _make_conv_tile(LONG_VECTORS, LONG_ROWS + 1)
 
 
 @njit
@@ -550,7 +478,7 @@ def conv_tiles(k_out, width, channels, kh, kw, weight, xp, b_channel, b_row, bia
         b0 = xp[j0:]
         for block in range(starts.shape[0] - 1):
             i0 = starts[block]
-            _conv_tile(starts[block + 1] - i0, channels, kh, kw, flat_w[i0 * taps:], taps, b0, b_channel, b_row, 0,
+            _conv_wide(starts[block + 1] - i0, channels, kh, kw, flat_w[i0 * taps:], taps, b0, b_channel, b_row, 0,
                        1, flat_out[i0 * ldc + j0:], ldc, bias[i0:])
 
 
@@ -602,10 +530,10 @@ def conv_rows(k_out, oh, ow, channels, kh, kw, weight, xp, b_channel, b_row, bia
             if seg_long[seg]:
                 for block in range(long_blocks.shape[0] - 1):
                     i0 = long_blocks[block]
-                    _long_tile(long_blocks[block + 1] - i0, channels, kh, kw, flat_w[i0 * taps:], taps, b0,
+                    _conv_long(long_blocks[block + 1] - i0, channels, kh, kw, flat_w[i0 * taps:], taps, b0,
                                b_channel, b_row, b_phase, sw, c0[i0 * ldc:], ldc, bias[i0:])
             else:
                 for block in range(wide_blocks.shape[0] - 1):
                     i0 = wide_blocks[block]
-                    _conv_tile(wide_blocks[block + 1] - i0, channels, kh, kw, flat_w[i0 * taps:], taps, b0,
+                    _conv_wide(wide_blocks[block + 1] - i0, channels, kh, kw, flat_w[i0 * taps:], taps, b0,
                                b_channel, b_row, b_phase, sw, c0[i0 * ldc:], ldc, bias[i0:])
