@@ -22,7 +22,8 @@ ALGORITHMS = {
     "shifted": {"CONV_SHIFTED_MIN_CHANNELS": 1, "CONV_DIRECT_MAX_CHANNELS": 0, "CONV_TILED_MAX_CHANNELS": 0},
     "lowered": {"CONV_SHIFTED_MIN_CHANNELS": 10**9, "CONV_DIRECT_MAX_CHANNELS": 0, "CONV_TILED_MAX_CHANNELS": 0},
     "direct": {"CONV_DIRECT_MAX_CHANNELS": 10**9, "CONV_DIRECT_MAX_WORK": 10**18, "CONV_TILED_MAX_CHANNELS": 0},
-    # the register-blocked tiles wherever they apply (stride 1, one group, >= 6 output channels); with 4
+    # the register-blocked tiles wherever they apply (one group, >= 6 output channels, stride 1 or output
+    # rows at least one tile wide); with 4
     # "threads" the work items are chunks of output channels unless the batch has 4 images
     "tiled": {"CONV_TILED_MAX_CHANNELS": 10**9},
     "tiled-4threads": {"CONV_TILED_MAX_CHANNELS": 10**9, "threads": 4},
@@ -77,7 +78,14 @@ GEOMETRIES = [
     pytest.param(((2, 3, 33, 34), (7, 3, 3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 1), id="tiled-rows-stride2"),
     pytest.param(((2, 2, 5, 48), (8, 2, 3, 3), (1, 2), (1, 1, 1, 1), (1, 1), 1), id="tiled-rows-stride2-long"),
     pytest.param(((1, 2, 7, 75), (13, 2, 3, 5), (2, 3), (0, 1, 2, 1), (1, 1), 1), id="tiled-rows-stride3"),
+    # a padded width (35) that is no multiple of the stride: the last phase row is one column short
+    pytest.param(((2, 3, 9, 33), (7, 3, 3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 1), id="tiled-rows-stride2-odd-width"),
+    # a row stride alone, unpadded (x read in place, every other row) and padded
+    pytest.param(((2, 2, 9, 20), (6, 2, 3, 3), (2, 1), (0, 0, 0, 0), (1, 1), 1), id="tiled-rows-row-stride"),
+    pytest.param(((2, 2, 9, 20), (6, 2, 3, 3), (2, 1), (1, 0, 1, 1), (1, 1), 1), id="tiled-rows-row-stride-pad"),
 ]
+# the geometries above that must reach the tiled kernel with a stride (the row-wise strided tiles)
+STRIDED_TILED = [g for g in GEOMETRIES if g.id.startswith("tiled-rows-") and "stride" in g.id]
 
 
 def _output_size(x_shape, w_shape, stride, padding, dilation):
@@ -128,6 +136,18 @@ def _check(monkeypatch, algorithm, dtype, x_shape, w_shape, stride, padding, dil
 @pytest.mark.parametrize("algorithm", list(ALGORITHMS))
 def test_algorithm_matches_reference(monkeypatch, algorithm, geometry, dtype):
     _check(monkeypatch, algorithm, dtype, *geometry)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("geometry", STRIDED_TILED)
+def test_strided_geometries_take_the_tiles(geometry, dtype):
+    """The strided tiled geometries really run the tiles (else they would pass through another algorithm)."""
+    x_shape, w_shape, stride, padding, dilation, groups = geometry
+    x, weight = np.zeros(x_shape, dtype), np.zeros(w_shape, dtype)
+    out_size = _output_size(x_shape, w_shape, stride, padding, dilation)
+    assert stride != (1, 1)
+    assert cpu_conv._use_tiled(x, weight, stride, padding, dilation, groups, out_size,
+                               cpu_conv._tile_chunks(x_shape[0], w_shape[0]))
 
 
 @pytest.mark.boundscheck
