@@ -24,10 +24,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from ratios import rows
+from ratios import PEER_NAMES, rows
 
 SUITES = ("conv", "pool", "recurrent")
-_NODE = re.compile(r"^(?P<base>.*)-(?P<peer>reference|cpu|cuda|torch_channels_last|torch)\]$")
+_NODE = re.compile(rf"^(?P<base>.*)-(?P<peer>{PEER_NAMES})\]$")
 
 
 def pairs(node_ids):

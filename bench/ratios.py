@@ -14,12 +14,15 @@ import re
 import sys
 from collections import defaultdict
 
+# The peers a benchmark's id can end with (its last parameter), longest first where one prefixes another.
+PEER_NAMES = "reference|cpu|cuda|torch_channels_last|torch"
+
 
 def _peer(bench: dict) -> str:
     params = bench.get("params") or {}
     if "peer" in params:
         return str(params["peer"])
-    match = re.search(r"[\[-](reference|cpu|cuda|torch_channels_last|torch)\]?$", bench["name"])
+    match = re.search(rf"[\[-]({PEER_NAMES})\]?$", bench["name"])
     return match.group(1) if match else bench["name"]
 
 
