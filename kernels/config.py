@@ -101,6 +101,18 @@ CONV_TILED_MAX_CHANNELS = 10**9
 #   ymm), 6 x 2 at columns 0 and 8 68 useful (90 computed); the flat padded-width
 #   tiles ran 56 useful (65 computed) on the same shape.
 CONV_LONG_ROWS = 3
+# Conv tile variants (_tile.tap_kind), seventh session: 3x3 kernels at column stride 1 or 2, and 5x5
+# at stride 1, run a variant with every tap of a channel unrolled at constant offsets; the rest loop
+# over kernel rows and columns at run time. Before, kernel widths 3 and 5 unrolled the column loop and
+# the kernel-row loop always ran at run time. Found by compiling conv_rows with conv e's shape folded in
+# as constants: 25-35% faster than the same code with run-time arguments, and the kernel-row loop was
+# the part that mattered (kw = 3 alone +7-16%, sw = 1 alone +5-7%; kh = kw = 3 with sw = sh = 1 as fast
+# as every argument constant). Forward, 2 threads, PyTorch / fastml, medians of 6 rounds of alternating
+# processes (the old tree's, then this one's, each timing PyTorch call by call beside its own), old ->
+# new: b 1.06 -> 1.28, c 0.79 -> 1.08, d 0.94 -> 1.25, e 0.77-0.83 -> 0.96-1.00; a (5x5) 1.30 -> 1.30.
+# Other widths lost their unrolled column loop (1x3, 3x3 at stride 3, 5x5 at stride 2 run the loops):
+# four variants per tile shape (three before; keeping the two unrolled widths made five). Cold
+# fastml.warmup(): 227.6 s before, 237.0 s with four variants, 239.7 s with five.
 # Conv d (stride 2) on the tiles, sixth session: each image's padded planes are split into their
 # two column phases (the rows stay whole; the row stride only steps the tile's rows), so a tap reads
 # adjacent elements and the unrolled tiles run unchanged. One core: the tiles 70-85 GFLOP/s on d's

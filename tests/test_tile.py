@@ -108,11 +108,12 @@ def test_conv_tiles_match_numpy(k_out, channels, kh, kw, dtype):
 @pytest.mark.parametrize("use_long", [True, False])
 @pytest.mark.parametrize("k_out,channels,kh,kw,ow", [(32, 1, 5, 5, 24), (13, 3, 3, 3, 56), (5, 2, 3, 3, 40),
                                                      (7, 2, 2, 4, 28), (2, 1, 1, 1, 16), (1, 3, 3, 3, 24),
-                                                     (11, 1, 5, 5, 20), (4, 2, 3, 3, 17)])
+                                                     (11, 1, 5, 5, 20), (4, 2, 3, 3, 17), (9, 2, 5, 3, 20)])
 def test_conv_rows_match_numpy(k_out, channels, kh, kw, ow, use_long, dtype):
     """conv_rows: tiles along each output row stored straight into (k_out, oh, ow), for row widths made of
     long and wide tiles, ones ending in an overlapping (shifted) wide tile, every block tail of both tile
-    shapes and the three kernel-width variants; nothing outside the block is written."""
+    shapes and every tap variant (3x3 and 5x5 unrolled, run-time loops); nothing outside the block is
+    written."""
     from fastml.kernels.cpu._tile import _long_blocks, conv_rows
 
     rng = np.random.default_rng(k_out * 11 + ow)
@@ -138,14 +139,29 @@ def test_conv_rows_match_numpy(k_out, channels, kh, kw, ow, use_long, dtype):
     assert starts[0] == 0 and starts[-1] == k_out and np.all(np.diff(starts) >= 1) and np.all(np.diff(starts) <= 4)
 
 
+def test_tap_kinds():
+    """tap_kind picks each conv tile variant the tests above and below run: 3x3 kernels at column stride 1
+    and 2 and 5x5 kernels at stride 1 with every tap of a channel unrolled, the rest with run-time loops."""
+    from fastml.kernels.cpu import _tile
+
+    expected = {(3, 3, 1): _tile._KIND_3X3, (3, 3, 2): _tile._KIND_3X3_S2, (5, 5, 1): _tile._KIND_5X5,
+                (3, 3, 3): _tile._KIND_ANY, (5, 5, 2): _tile._KIND_ANY, (2, 3, 1): _tile._KIND_ANY,
+                (5, 3, 1): _tile._KIND_ANY, (2, 4, 1): _tile._KIND_ANY, (1, 7, 4): _tile._KIND_ANY,
+                (1, 1, 1): _tile._KIND_ANY}
+    assert {shape: _tile.tap_kind(*shape) for shape in expected} == expected
+    assert sorted(set(expected.values())) == sorted(_tile._KINDS)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("k_out,channels,kh,kw,ow,sh,sw", [(13, 3, 3, 3, 16, 2, 2), (7, 2, 3, 3, 24, 2, 2),
                                                            (5, 2, 5, 5, 20, 1, 2), (6, 1, 3, 4, 17, 3, 3),
-                                                           (4, 2, 2, 3, 16, 2, 1), (3, 1, 1, 7, 24, 1, 4)])
+                                                           (4, 2, 2, 3, 16, 2, 1), (3, 1, 1, 7, 24, 1, 4),
+                                                           (6, 2, 3, 3, 16, 1, 3)])
 def test_conv_rows_strided_match_numpy(k_out, channels, kh, kw, ow, sh, sw, dtype):
     """conv_rows with row stride sh and column stride sw: each channel's padded plane split into its sw
     column phases (built here from the padded input, independently of the kernels' own split), for the
-    unrolled (3, 5) and run-time (4, 7) kernel widths, wide, shifted and long tiles."""
+    unrolled 3x3 taps at column stride 2 and the run-time loops (any other stride or kernel), wide,
+    shifted and long tiles."""
     from fastml.kernels.cpu._tile import conv_rows
 
     rng = np.random.default_rng(k_out * 7 + ow + sw)

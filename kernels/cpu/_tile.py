@@ -340,7 +340,7 @@ def _gemm_small_external_impl(m, n, k, a, a_row, a_col, b, ldb, c, ldc, accumula
 
 # --- convolution tiles: the reduction runs over (channel, kernel row, kernel column) -------------
 def _make_conv_tile(vectors: int, max_rows: int):
-    """Intrinsic ``conv(rows, channels, kh, kw, a, a_row, b, b_channel, b_row, b_phase, sw, c, ldc, bias)``.
+    """Intrinsic ``conv(rows, kind, channels, kh, kw, a, a_row, b, b_channel, b_row, b_phase, sw, c, ldc, bias)``.
 
     c[i*ldc + q] = bias[i] + sum over (ch, r, s) of a[i*a_row + (ch*kh + r)*kw + s]
     * b[ch*b_channel + r*b_row + (s % sw)*b_phase + s // sw + q] for i < rows
@@ -351,24 +351,26 @@ def _make_conv_tile(vectors: int, max_rows: int):
     column phases, b_phase elements apart (column w of the padded input is
     element w // sw of phase w % sw), so adjacent outputs still read adjacent
     elements; with sw == 1, b_phase is unused. Every accumulator stays in a
-    register for the whole reduction. Kernel widths 3 and 5 run variants
-    with the kernel-column loop unrolled (a runtime 3- or 5-trip loop cost a
-    third of the tile's time); other widths loop.
+    register for the whole reduction. ``kind`` (:func:`tap_kind` of kh, kw,
+    sw) picks the variant: 3x3 kernels at column stride 1 or 2 and 5x5 at
+    stride 1 unroll every tap of a channel, each at a constant offset from
+    the channel's first (at stride 2 the middle column is b_phase away);
+    other kernels loop over rows and columns at run time.
     """
 
     @intrinsic
-    def conv(typingctx, rows, channels, kh, kw, a, a_row, b, b_channel, b_row, b_phase, sw, c, ldc, bias):
+    def conv(typingctx, rows, kind, channels, kh, kw, a, a_row, b, b_channel, b_row, b_phase, sw, c, ldc, bias):
         if not (isinstance(a, types.Array) and a.dtype in (types.float32, types.float64)
                 and b == a and c == a and bias == a):
             return None
-        sig = types.void(types.intp, types.intp, types.intp, types.intp, a, types.intp, a, types.intp, types.intp,
-                         types.intp, types.intp, a, types.intp, a)
+        sig = types.void(types.intp, types.intp, types.intp, types.intp, types.intp, a, types.intp, a, types.intp,
+                         types.intp, types.intp, types.intp, a, types.intp, a)
 
         def codegen(context, builder, signature, args):
-            rows, channels, kh, kw, a, a_row, b, b_channel, b_row, b_phase, sw, c, ldc, bias = args
+            rows, kind, channels, kh, kw, a, a_row, b, b_channel, b_row, b_phase, sw, c, ldc, bias = args
 
-            def variant(count, fixed_kw):
-                emit = _Emitter(context, builder, signature.args[4], count, vectors)
+            def variant(count, kind):
+                emit = _Emitter(context, builder, signature.args[5], count, vectors)
                 a_ptr, b_ptr, c_ptr = emit.data(a), emit.data(b), emit.data(c)
                 zero, one = emit.const(0), emit.const(1)
 
@@ -381,48 +383,69 @@ def _make_conv_tile(vectors: int, max_rows: int):
                 def column_offset(phase, step):
                     return builder.add(builder.mul(phase, b_phase), step)
 
-                if fixed_kw is not None:  # the columns' offsets, once, outside the loops
-                    offsets, phase, step = [], zero, zero
-                    for _ in range(fixed_kw):
-                        offsets.append(column_offset(phase, step))
-                        phase, step = next_column(phase, step)
+                def tap(k, offset):
+                    emit.multiply_add(a_ptr, lambda i: builder.add(builder.mul(emit.const(i), a_row), k), b_ptr, offset)
+
                 emit.prefetch(c_ptr, ldc)
                 emit.start_from(emit.data(bias))
+                if kind in _SQUARE:  # every tap unrolled; at column stride 1 each offset a constant
+                    side, stride = _SQUARE[kind]
+                    columns = [emit.const(s // stride) if s % stride == 0 else
+                               builder.add(builder.mul(emit.const(s % stride), b_phase), emit.const(s // stride))
+                               for s in range(side)]
+                    with cgutils.for_range(builder, channels) as by_channel:
+                        ch = by_channel.index
+                        b_channel_at = builder.mul(ch, b_channel)
+                        k_channel = builder.mul(ch, emit.const(side * side))
+                        for r in range(side):
+                            b_base = builder.add(b_channel_at, builder.mul(emit.const(r), b_row))
+                            for s in range(side):
+                                tap(builder.add(k_channel, emit.const(r * side + s)), builder.add(b_base, columns[s]))
+                    emit.store(c_ptr, ldc)
+                    return
                 with cgutils.for_range(builder, channels) as by_channel:
                     ch = by_channel.index
                     with cgutils.for_range(builder, kh) as by_row:
                         r = by_row.index
                         b_base = builder.add(builder.mul(ch, b_channel), builder.mul(r, b_row))
                         k_base = builder.mul(builder.add(builder.mul(ch, kh), r), kw)
-
-                        def tap(s, offset):
-                            k = builder.add(k_base, s)
-                            emit.multiply_add(a_ptr, lambda i: builder.add(builder.mul(emit.const(i), a_row), k),
-                                              b_ptr, builder.add(b_base, offset))
-
-                        if fixed_kw is None:
-                            phase_at = cgutils.alloca_once_value(builder, zero)
-                            step_at = cgutils.alloca_once_value(builder, zero)
-                            with cgutils.for_range(builder, kw) as by_column:
-                                phase, step = builder.load(phase_at), builder.load(step_at)
-                                tap(by_column.index, column_offset(phase, step))
-                                phase, step = next_column(phase, step)
-                                builder.store(phase, phase_at)
-                                builder.store(step, step_at)
-                        else:
-                            for s in range(fixed_kw):
-                                tap(emit.const(s), offsets[s])
+                        phase_at = cgutils.alloca_once_value(builder, zero)
+                        step_at = cgutils.alloca_once_value(builder, zero)
+                        with cgutils.for_range(builder, kw) as by_column:
+                            phase, step = builder.load(phase_at), builder.load(step_at)
+                            tap(builder.add(k_base, by_column.index), builder.add(b_base, column_offset(phase, step)))
+                            phase, step = next_column(phase, step)
+                            builder.store(phase, phase_at)
+                            builder.store(step, step_at)
                 emit.store(c_ptr, ldc)
 
-            def width(fixed_kw):
-                _switch(builder, rows, range(1, max_rows + 1), lambda count: variant(count, fixed_kw))
+            def by_rows(kind):
+                _switch(builder, rows, range(1, max_rows + 1), lambda count: variant(count, kind))
 
-            _switch(builder, kw, (3, 5), width, default=lambda: width(None))
+            _switch(builder, kind, _KINDS, by_rows)
             return context.get_dummy_value()
 
         return sig, codegen
 
     return conv
+
+
+# The conv tiles' variants by kernel shape (measurements in kernels/config.py, "conv tile variants"):
+# 3x3 kernels at column stride 1 or 2 and 5x5 at stride 1 with every tap of a channel unrolled; anything
+# else with both loops at run time.
+_KIND_ANY, _KIND_3X3, _KIND_3X3_S2, _KIND_5X5 = 0, 1, 2, 3
+_KINDS = (_KIND_ANY, _KIND_3X3, _KIND_3X3_S2, _KIND_5X5)
+_SQUARE = {_KIND_3X3: (3, 1), _KIND_3X3_S2: (3, 2), _KIND_5X5: (5, 1)}  # kind: (kernel side, column stride)
+
+
+@njit
+def tap_kind(kh, kw, sw):
+    """The conv tiles' variant (one of _KINDS) for kernel height kh, width kw and column stride sw."""
+    if kh == 3 and kw == 3 and sw <= 2:
+        return _KIND_3X3 if sw == 1 else _KIND_3X3_S2
+    if kh == 5 and kw == 5 and sw == 1:
+        return _KIND_5X5
+    return _KIND_ANY
 
 
 # Two tile shapes: "wide" (TILE_ROWS output channels by TILE_VECTORS vectors, 6 x 16 float32 columns) and
@@ -477,11 +500,12 @@ def conv_tiles(k_out, width, channels, kh, kw, weight, xp, b_channel, b_row, bia
     flat_w, ldc = weight.ravel(), ext.shape[1]
     flat_out = ext.ravel()
     starts = _row_blocks(k_out)
+    kind = tap_kind(kh, kw, 1)
     for j0 in range(0, width, wide):
         b0 = xp[j0:]
         for block in range(starts.shape[0] - 1):
             i0 = starts[block]
-            _conv_wide(starts[block + 1] - i0, channels, kh, kw, flat_w[i0 * taps:], taps, b0, b_channel, b_row, 0,
+            _conv_wide(starts[block + 1] - i0, kind, channels, kh, kw, flat_w[i0 * taps:], taps, b0, b_channel, b_row, 0,
                        1, flat_out[i0 * ldc + j0:], ldc, bias[i0:])
 
 
@@ -526,6 +550,7 @@ def conv_rows(k_out, oh, ow, channels, kh, kw, weight, xp, b_channel, b_row, bia
     flat_w, ldc = weight.ravel(), oh * ow
     seg_starts, seg_long = _row_segments(ow, _lanes_of(xp), use_long)
     wide_blocks, long_blocks = _row_blocks(k_out), _long_blocks(k_out)
+    kind = tap_kind(kh, kw, sw)
     for y in range(oh):
         for seg in range(seg_starts.shape[0]):
             x0 = seg_starts[seg]
@@ -533,10 +558,10 @@ def conv_rows(k_out, oh, ow, channels, kh, kw, weight, xp, b_channel, b_row, bia
             if seg_long[seg]:
                 for block in range(long_blocks.shape[0] - 1):
                     i0 = long_blocks[block]
-                    _conv_long(long_blocks[block + 1] - i0, channels, kh, kw, flat_w[i0 * taps:], taps, b0,
+                    _conv_long(long_blocks[block + 1] - i0, kind, channels, kh, kw, flat_w[i0 * taps:], taps, b0,
                                b_channel, b_row, b_phase, sw, c0[i0 * ldc:], ldc, bias[i0:])
             else:
                 for block in range(wide_blocks.shape[0] - 1):
                     i0 = wide_blocks[block]
-                    _conv_wide(wide_blocks[block + 1] - i0, channels, kh, kw, flat_w[i0 * taps:], taps, b0,
+                    _conv_wide(wide_blocks[block + 1] - i0, kind, channels, kh, kw, flat_w[i0 * taps:], taps, b0,
                                b_channel, b_row, b_phase, sw, c0[i0 * ldc:], ldc, bias[i0:])
