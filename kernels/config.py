@@ -86,12 +86,19 @@ CONV_TILE_COLUMNS = 2048
 # Forward with dilation 1, one group, at least TILE_ROWS (6) output channels
 # and stride 1 (or any stride, with output rows at least one wide tile long)
 # runs the register-blocked conv tiles (_tiled_forward: work
-# items are images, or chunks of output channels when there are fewer images
-# than threads) while C is at most this and one item's buffers for every
-# thread fit CONV_WORKSPACE_BYTES. Fourth session, interleaved in one process
-# (2 threads, medians of 10-25 rounds, two runs), PyTorch / fastml forward:
+# items are images, or with fewer images than threads bands of output rows,
+# chunks of output channels for rows narrower than a tile) while C is at most
+# this and one item's buffers for every thread fit CONV_WORKSPACE_BYTES.
+# Fourth session, interleaved in one process (2 threads, medians of 10-25
+# rounds, two runs), PyTorch / fastml forward:
 #   conv c: tiles 0.98, 1.01 vs shifted GEMMs 0.94, 0.89;
 #   conv e (N=1, two 32-channel chunks): 0.92, 1.00 vs 0.85, 0.77.
+# Seventh session, conv e in two bands of 28 rows (each item pads its own 30
+# input rows: no serial padding pass before the items, one parallel launch)
+# instead of two 32-channel chunks of one shared padded image: PyTorch / fastml
+# 0.96 -> 1.06 (medians of 8 rounds of alternating processes, the tiles of
+# 4808b7a both). One thread's chunk kernel alone ran 1.73x faster on two
+# threads; the serial padding pass was 75-100 us of the 1.6-1.9 ms.
 CONV_TILED_MAX_CHANNELS = 10**9
 # Rows of the "long" conv tile (CONV_LONG_ROWS output channels by three SIMD vectors,
 # 24 float32 columns), which _tile.conv_rows uses for output rows of an odd number

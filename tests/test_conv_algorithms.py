@@ -146,8 +146,8 @@ def test_strided_geometries_take_the_tiles(geometry, dtype):
     x, weight = np.zeros(x_shape, dtype), np.zeros(w_shape, dtype)
     out_size = _output_size(x_shape, w_shape, stride, padding, dilation)
     assert stride != (1, 1)
-    assert cpu_conv._use_tiled(x, weight, stride, padding, dilation, groups, out_size,
-                               cpu_conv._tile_chunks(x_shape[0], w_shape[0]))
+    _, chunks = cpu_conv._tile_split(x_shape[0], w_shape[0], out_size, 32 // x.itemsize * 2)
+    assert cpu_conv._use_tiled(x, weight, stride, padding, dilation, groups, out_size, chunks)
 
 
 @pytest.mark.boundscheck
@@ -288,3 +288,25 @@ def test_nonfinite_matches_reference(monkeypatch, algorithm, geometry, where):
     reductions = (w_shape[0] // groups * w_shape[2] * w_shape[3], x_shape[0] * plane, x_shape[0] * plane)
     for name, a, b, n in zip(("grad_input", "grad_weight", "grad_bias"), got, want, reductions):
         _assert_same_nonfinite(a, b, n, name)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bands", [1, 2, 3, 5])
+@pytest.mark.parametrize("geometry", [((2, 3, 11, 40), (8, 3, 3, 3), (1, 1), (1, 1, 1, 1)),
+                                      ((1, 4, 12, 36), (7, 4, 3, 3), (2, 2), (1, 0, 1, 1)),
+                                      ((2, 2, 9, 30), (6, 2, 5, 5), (1, 1), (0, 0, 0, 0)),
+                                      ((1, 3, 10, 34), (6, 3, 3, 3), (2, 1), (2, 1, 1, 0))])
+def test_tiled_bands_match_reference(geometry, bands, dtype):
+    """_tiled_forward with each image's output rows shared out in bands (how one image is split between
+    workers): each band pads just the input rows it reads, or reads the unpadded input in place."""
+    x_shape, w_shape, stride, padding = geometry
+    rng = np.random.default_rng(bands)
+    x, weight = rng.standard_normal(x_shape).astype(dtype), rng.standard_normal(w_shape).astype(dtype)
+    bias = rng.standard_normal(w_shape[0]).astype(dtype)
+    out_size = _output_size(x_shape, w_shape, stride, padding, (1, 1))
+    assert out_size[1] >= 32 // x.itemsize * 2 and bands <= out_size[0]  # rows at least a wide tile long
+    hq, wq = cpu_conv._tiled_geometry(x_shape, stride, padding)
+    out = np.full((x_shape[0], w_shape[0]) + out_size, np.nan, dtype)
+    cpu_conv._tiled_forward(x, weight, bias, padding[0], padding[2], *stride, hq, wq, bands, 1, out)
+    want = ref_conv.conv2d_forward(x, weight, bias, stride, padding, (1, 1), 1, out_size)
+    assert_close(out, want, reduction=w_shape[1] * w_shape[2] * w_shape[3])

@@ -532,7 +532,7 @@ def _row_segments(ow, lanes, use_long):
 
 @njit
 def conv_rows(k_out, oh, ow, channels, kh, kw, weight, xp, b_channel, b_row, bias, out, use_long=True, sh=1, sw=1,
-              b_phase=0):
+              b_phase=0, ldc=0):
     """out[k*oh*ow + y*ow + x] = bias[k] + sum over (c, r, s) of weight[k, c*kh*kw + r*kw + s] * xp[c*b_channel
     + (y*sh + r)*b_row + (s % sw)*b_phase + x + s // sw], for y < oh and x < ow >= :func:`conv_width_multiple`.
 
@@ -543,11 +543,14 @@ def conv_rows(k_out, oh, ow, channels, kh, kw, weight, xp, b_channel, b_row, bia
     its sw column phases b_phase elements apart (padded column w at element
     w // sw of phase w % sw), so each tap still reads adjacent elements. No
     tap reads past element ``ow - 1 + (kw - 1) // sw`` of its row (phase).
-    Segments outside, output-channel blocks inside: a segment's input
-    columns serve every output channel from L1.
+    ``ldc``: elements from one output channel's plane to the next, when
+    ``out`` is a band of oh rows of taller planes (0: oh * ow). Segments
+    outside, output-channel blocks inside: a segment's input columns serve
+    every output channel from L1.
     """
     taps = weight.shape[1]
-    flat_w, ldc = weight.ravel(), oh * ow
+    flat_w = weight.ravel()
+    ldc = ldc if ldc > 0 else oh * ow
     seg_starts, seg_long = _row_segments(ow, _lanes_of(xp), use_long)
     wide_blocks, long_blocks = _row_blocks(k_out), _long_blocks(k_out)
     kind = tap_kind(kh, kw, sw)

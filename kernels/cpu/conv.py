@@ -21,8 +21,9 @@ thresholds in ``config.py``, where the measurements are):
   narrower ones use the padded-width layout (``_tile.conv_tiles``) and the
   copy out. With a column stride (conv d) each padded plane is split into
   its column phases, so a tap still reads adjacent elements; the row stride
-  only steps the rows. prange over images, or over chunks of output
-  channels when there are fewer images than threads (conv e)
+  only steps the rows. prange over images; with fewer images than threads,
+  over bands of output rows (conv e: each band pads just the input rows it
+  reads), or chunks of output channels for the narrow rows
   (``_tiled_forward``).
 * ``direct`` (C/groups <= CONV_DIRECT_MAX_CHANNELS; conv a, b): no BLAS. prange
   over images. Forward (where the tiles don't apply), per image, two output
@@ -400,12 +401,14 @@ def _split_columns(x, image, pt, pl, sw, hq, wq, planes):
 
 
 @njit(parallel=True)
-def _tiled_forward(x, weight, bias, pt, pl, sh, sw, hq, wq, chunks, out):
-    """Work items are (image, chunk of output channels): one chunk per image when there are enough
-    images for the workers, else the output channels are shared out (conv e: one image) and the
-    padded planes are made once for all chunks first. bias: k_out values (zeros for none).
-    (hq, wq) from _tiled_geometry: with stride sw > 1 (output rows at least a tile wide) each channel's
-    padded plane is split into its sw column phases, hq x wq each; rows are never split."""
+def _tiled_forward(x, weight, bias, pt, pl, sh, sw, hq, wq, bands, chunks, out):
+    """Work items are (image, band of output rows, chunk of output channels): one of each per image when
+    there are enough images for the workers. Else the work of an image is shared out: output rows at
+    least a tile wide in bands of rows (conv e: one image), each item padding just the input rows its
+    band reads; narrower ones in chunks of output channels, the padded planes made once for all chunks
+    first. bias: k_out values (zeros for none). (hq, wq) from _tiled_geometry: with stride sw > 1
+    (output rows at least a tile wide) each channel's padded plane is split into its sw column phases,
+    hq x wq each; rows are never split."""
     n, channels, height, width_in = x.shape
     k_out, _, kh, kw = weight.shape
     oh, ow = out.shape[2], out.shape[3]
@@ -420,9 +423,22 @@ def _tiled_forward(x, weight, bias, pt, pl, sh, sw, hq, wq, chunks, out):
     shared = np.empty((n if chunks > 1 and padded else 0, channels, sw, plane), x.dtype)
     for image in prange(shared.shape[0]):
         _split_columns(x, image, pt, pl, sw, hq, wq, shared[image])
-    for item in prange(n * chunks):
-        image, chunk = item // chunks, item % chunks
+    for item in prange(n * bands * chunks):
+        image, part = item // (bands * chunks), item % (bands * chunks)
+        band, chunk = part // chunks, part % chunks
         k0, k1 = chunk * k_out // chunks, (chunk + 1) * k_out // chunks
+        if by_rows:
+            y0, y1 = band * oh // bands, (band + 1) * oh // bands
+            if padded:
+                rows = (y1 - y0 - 1) * sh + kh  # the padded input rows the band reads
+                planes = np.empty((channels, sw, rows * wq), x.dtype)
+                _split_columns(x, image, pt - y0 * sh, pl, sw, rows, wq, planes)
+                xp, b_plane = planes.ravel(), rows * wq
+            else:
+                xp, b_plane = x[image].ravel()[y0 * sh * wq:], plane
+            conv_rows(k1 - k0, y1 - y0, ow, channels, kh, kw, taps[k0:k1], xp, sw * b_plane, wq, bias[k0:k1],
+                      out[image, k0:k1].ravel()[y0 * ow:], True, sh, sw, b_plane, oh * ow)
+            continue
         if not padded:
             xp = x[image].ravel()
         elif chunks > 1:
@@ -431,20 +447,19 @@ def _tiled_forward(x, weight, bias, pt, pl, sh, sw, hq, wq, chunks, out):
             planes = np.empty((channels, sw, plane), x.dtype)
             _split_columns(x, image, pt, pl, sw, hq, wq, planes)
             xp = planes.ravel()
-        if by_rows:
-            conv_rows(k1 - k0, oh, ow, channels, kh, kw, taps[k0:k1], xp, sw * plane, wq, bias[k0:k1],
-                      out[image, k0:k1].ravel(), True, sh, sw, plane)
-        else:
-            ext = np.empty((k1 - k0, width), x.dtype)
-            conv_tiles(k1 - k0, width, channels, kh, kw, taps[k0:k1], xp, plane, wq, bias[k0:k1], ext)
-            _scatter_out(ext, image, image + 1, hq, wq, k0, bias, False, out)
+        ext = np.empty((k1 - k0, width), x.dtype)
+        conv_tiles(k1 - k0, width, channels, kh, kw, taps[k0:k1], xp, plane, wq, bias[k0:k1], ext)
+        _scatter_out(ext, image, image + 1, hq, wq, k0, bias, False, out)
 
 
-def _tile_chunks(n, k_out):
-    """Output-channel chunks per image for _tiled_forward: enough work items for every worker, each chunk
-    at least TILE_ROWS channels."""
-    workers = numba.get_num_threads()
-    return max(1, min(-(-workers // n), k_out // TILE_ROWS))
+def _tile_split(n, k_out, out_size, wide):
+    """(bands, chunks) of each image for _tiled_forward: enough work items for every worker. Output rows
+    at least ``wide`` (a wide tile) long are shared out in bands of rows, narrower ones in chunks of
+    output channels, each chunk at least TILE_ROWS channels."""
+    shares = max(1, -(-numba.get_num_threads() // n))
+    if out_size[1] >= wide:
+        return min(shares, out_size[0]), 1
+    return 1, max(1, min(shares, k_out // TILE_ROWS))
 
 
 @njit(fastmath={"contract", "reassoc"})
@@ -911,7 +926,8 @@ def _tiled_geometry(x_shape, stride, padding):
 def _use_tiled(x, weight, stride, padding, dilation, groups, out_size, chunks):
     """Dilation 1, one group, >= TILE_ROWS output channels, stride 1 or output rows at least a wide tile
     long (the strided tiles run along the rows only), and one work item's buffers (its padded planes
-    and output block, plus the planes shared by the chunks) for every worker under the cap."""
+    and output block, plus the planes shared by the chunks) for every worker under the cap (a band of
+    rows pads no more than the whole image)."""
     k_out, c_group = weight.shape[0], weight.shape[1]
     wide = conv_width_multiple(x)
     by_rows = out_size[1] >= wide
@@ -980,11 +996,11 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups, out_size)
     has_bias = bias is not None
     bias_arr = bias if has_bias else np.zeros(0, dtype=x.dtype)
     out = np.empty((x.shape[0], k_out) + tuple(out_size), dtype=x.dtype)
-    chunks = _tile_chunks(x.shape[0], k_out)
+    bands, chunks = _tile_split(x.shape[0], k_out, out_size, conv_width_multiple(x))
     if _use_tiled(x, weight, stride, padding, dilation, groups, out_size, chunks):
         hq, wq = _tiled_geometry(x.shape, stride, padding)
         _tiled_forward(np.ascontiguousarray(x), np.ascontiguousarray(weight),
-                       bias if has_bias else np.zeros(k_out, x.dtype), pt, pl, sh, sw, hq, wq, chunks, out)
+                       bias if has_bias else np.zeros(k_out, x.dtype), pt, pl, sh, sw, hq, wq, bands, chunks, out)
         return out
     if _use_direct(x, weight, out_size):
         hq, wq = _phase_geometry(x.shape, stride, padding)
