@@ -96,8 +96,8 @@ CONV_TILE_COLUMNS = 2048
 # Seventh session, conv e in two bands of 28 rows (each item pads its own 30
 # input rows: no serial padding pass before the items, one parallel launch)
 # instead of two 32-channel chunks of one shared padded image: PyTorch / fastml
-# 0.96 -> 1.06 (medians of 8 rounds of alternating processes, the tiles of
-# 4808b7a both). One thread's chunk kernel alone ran 1.73x faster on two
+# 0.96 -> 1.06 (medians of 8 rounds of alternating processes as above, the
+# tiles of 4808b7a both). One thread's chunk kernel alone ran 1.73x faster on two
 # threads; the serial padding pass was 75-100 us of the 1.6-1.9 ms.
 CONV_TILED_MAX_CHANNELS = 10**9
 # Rows of the "long" conv tile (CONV_LONG_ROWS output channels by three SIMD vectors,
@@ -117,6 +117,9 @@ CONV_LONG_ROWS = 3
 # as every argument constant). Forward, 2 threads, PyTorch / fastml, medians of 6 rounds of alternating
 # processes (the old tree's, then this one's, each timing PyTorch call by call beside its own), old ->
 # new: b 1.06 -> 1.28, c 0.79 -> 1.08, d 0.94 -> 1.25, e 0.77-0.83 -> 0.96-1.00; a (5x5) 1.30 -> 1.30.
+# (Call-by-call alternation with PyTorch in one process slows both peers - PyTorch's OpenMP threads
+# spin after each call; an LSTM B1 forward ran 3.65 ms after PyTorch calls, 0.49 ms alone - so these
+# figures compare the two trees only; the README's ratios come from bench/paired.py.)
 # Other widths lost their unrolled column loop (1x3, 3x3 at stride 3, 5x5 at stride 2 run the loops):
 # four variants per tile shape (three before; keeping the two unrolled widths made five). Cold
 # fastml.warmup(): 227.6 s before, 237.0 s with four variants, 239.7 s with five.
