@@ -9,7 +9,10 @@ this user's that nobody else can write: cache files are pickles). Numba itself
 raises (``EOFError``, ``UnpicklingError``) when an index (``.nbi``) or data
 (``.nbc``) file is truncated or corrupt, and then can't save either (saving
 reads the index first); :class:`_RecoveringCache` discards such a file,
-recompiles and warns once per process. Cache files are written to a temporary
+recompiles and warns once per process. An entry is keyed on a digest of every
+kernel source file as well (:func:`sources_digest`): a kernel's cached code
+includes the helpers it calls from other files, and Numba itself only checks
+the kernel's own file. Cache files are written to a temporary
 name and renamed (Numba's ``_open_for_write``), so processes compiling the same
 kernels at once never see each other's half-written files.
 
@@ -25,6 +28,7 @@ serial kernels still run concurrently) and costs one flag test otherwise.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 import tempfile
@@ -95,8 +99,38 @@ def _warn_once(kind: str, message: str) -> None:
     warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
+_sources_digest: str | None = None
+
+
+def sources_digest(folder: str = _KERNEL_DIR) -> str:
+    """SHA-256 of every kernel source file below ``folder`` (relative paths and contents), once per process.
+
+    Part of every cached kernel's key: a kernel's cache entry holds the code of
+    the helpers it calls from other files (conv.py's tiled forward inlines
+    _tile.py's tiles), while Numba checks only the kernel's own file. Without
+    it, editing _tile.py in a checkout left conv.py's cached kernels running
+    the old tiles (an installed release rewrites every file, so only a
+    checkout being edited met this).
+    """
+    global _sources_digest
+    if folder == _KERNEL_DIR and _sources_digest is not None:
+        return _sources_digest
+    digest = hashlib.sha256()
+    for root, _, names in sorted(os.walk(folder)):
+        for name in sorted(names):
+            if name.endswith(".py"):
+                path = os.path.join(root, name)
+                digest.update(os.path.relpath(path, folder).replace(os.sep, "/").encode() + b"\0")
+                with open(path, "rb") as source:
+                    digest.update(source.read())
+    if folder == _KERNEL_DIR:
+        _sources_digest = digest.hexdigest()
+    return digest.hexdigest()
+
+
 class _RecoveringCache(FunctionCache):
-    """Numba's per-function disk cache, but a corrupt cache file means "recompile", not a crash.
+    """Numba's per-function disk cache, but a corrupt cache file means "recompile", not a crash, and an entry
+    is only reused while every kernel source file is unchanged (:func:`sources_digest`).
 
     A file that fails to load (truncated, garbage, written by a crashed process)
     is removed together with the function's index, the kernel is compiled as if
@@ -127,6 +161,10 @@ class _RecoveringCache(FunctionCache):
                 _warn_once("unsaved", f"fastml: could not write the Numba cache in {self.cache_path!r} "
                                       f"({type(exc).__name__}: {exc}; first {type(first).__name__}); kernels are "
                                       f"compiled in every new process. Set NUMBA_CACHE_DIR to a writable folder.")
+
+    def _index_key(self, sig, codegen):
+        """Numba's key (signature, target, the function's bytecode and closure) and the kernel sources' digest."""
+        return (*super()._index_key(sig, codegen), sources_digest())
 
     def _corrupt_file(self, sig, target_context) -> str:
         """The index if it doesn't load, else the data file it lists for ``sig``."""

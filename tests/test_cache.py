@@ -1,7 +1,7 @@
 """The Numba disk cache, in fresh interpreters: a read-only install caches in a private temp folder,
 NUMBA_CACHE_DIR is honoured (and an unusable one only costs a warning), corrupt cache files are
-recompiled with exactly one warning, and two processes compiling into one empty cache at once both
-work. The probe runs two small kernels (relu forward and backward, float32) and reports Numba's
+recompiled with exactly one warning, two processes compiling into one empty cache at once both
+work, and a change to any kernel source file recompiles every kernel. The probe runs two small kernels (relu forward and backward, float32) and reports Numba's
 cache hits and misses."""
 from __future__ import annotations
 
@@ -27,6 +27,8 @@ with warnings.catch_warnings(record=True) as caught:
     import fastml
     from fastml.kernels import _jit
     from fastml.kernels.cpu import activation
+    if os.environ.get("PROBE_DIGEST"):  # stands for an edit to some other kernel source file
+        _jit._sources_digest = os.environ["PROBE_DIGEST"]
     if go:  # start compiling together with the other process
         open(go + f".ready-{os.getpid()}", "w").close()
         while not os.path.exists(go):
@@ -243,3 +245,35 @@ def test_two_processes_compiling_into_one_empty_cache(tmp_path):
     assert sum(f["misses"] for f in results) >= 2  # at least one process compiled each kernel
     third = _probe(tmp_path, _env(cache))
     assert (third["hits"], third["misses"], third["warnings"]) == (2, 0, [])
+
+
+def test_sources_digest_follows_every_kernel_source(tmp_path):
+    """The digest in every cache key changes with any .py file's contents or name, anywhere below the kernels
+    folder, and with nothing else."""
+    from fastml.kernels import _jit
+
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "a.py").write_text("x = 1\n")
+    (tmp_path / "cpu" / "b.py").write_text("y = 2\n")
+    (tmp_path / "notes.txt").write_text("not a source\n")
+    first = _jit.sources_digest(str(tmp_path))
+    assert len(first) == 64 and first == _jit.sources_digest(str(tmp_path))
+    (tmp_path / "notes.txt").write_text("changed, still not a source\n")
+    assert _jit.sources_digest(str(tmp_path)) == first
+    (tmp_path / "cpu" / "b.py").write_text("y = 3\n")
+    edited = _jit.sources_digest(str(tmp_path))
+    assert edited != first
+    (tmp_path / "cpu" / "b.py").write_text("y = 2\n")
+    assert _jit.sources_digest(str(tmp_path)) == first
+    (tmp_path / "cpu" / "b.py").rename(tmp_path / "cpu" / "c.py")
+    assert _jit.sources_digest(str(tmp_path)) not in (first, edited)
+    assert _jit.sources_digest() == _jit.sources_digest()  # the package's own, once per process
+
+
+def test_an_edit_to_another_kernel_file_recompiles(tmp_path):
+    """A cached kernel is reused only under the same kernel sources: the probe's kernels' own file is unchanged,
+    but another digest (an edited helper elsewhere) misses, and the first one's entries are still there."""
+    cache = tmp_path / "cache"
+    runs = [_probe(tmp_path, _env(cache, PROBE_DIGEST=digest)) for digest in ("a" * 64, "a" * 64, "b" * 64, "a" * 64)]
+    assert [(facts["hits"], facts["misses"]) for facts in runs] == [(0, 2), (2, 0), (0, 2), (2, 0)]
+    assert all(facts["warnings"] == [] for facts in runs)
