@@ -369,7 +369,7 @@ def _make_conv_tile(vectors: int, max_rows: int):
         def codegen(context, builder, signature, args):
             rows, kind, channels, kh, kw, a, a_row, b, b_channel, b_row, b_phase, sw, c, ldc, bias = args
 
-            def variant(count, kind):
+            def variant(count, shape):
                 emit = _Emitter(context, builder, signature.args[5], count, vectors)
                 a_ptr, b_ptr, c_ptr = emit.data(a), emit.data(b), emit.data(c)
                 zero, one = emit.const(0), emit.const(1)
@@ -388,39 +388,37 @@ def _make_conv_tile(vectors: int, max_rows: int):
 
                 emit.prefetch(c_ptr, ldc)
                 emit.start_from(emit.data(bias))
-                if kind in _SQUARE:  # every tap unrolled; at column stride 1 each offset a constant
-                    side, stride = _SQUARE[kind]
-                    columns = [emit.const(s // stride) if s % stride == 0 else
-                               builder.add(builder.mul(emit.const(s % stride), b_phase), emit.const(s // stride))
-                               for s in range(side)]
-                    with cgutils.for_range(builder, channels) as by_channel:
-                        ch = by_channel.index
+                square = _SQUARE.get(shape)  # (side, column stride): every tap unrolled at a fixed column offset
+                if square is not None:
+                    side, stride = square
+                    columns = [column_offset(emit.const(s % stride), emit.const(s // stride)) for s in range(side)]
+                with cgutils.for_range(builder, channels) as by_channel:
+                    ch = by_channel.index
+                    if square is not None:
                         b_channel_at = builder.mul(ch, b_channel)
                         k_channel = builder.mul(ch, emit.const(side * side))
                         for r in range(side):
                             b_base = builder.add(b_channel_at, builder.mul(emit.const(r), b_row))
                             for s in range(side):
                                 tap(builder.add(k_channel, emit.const(r * side + s)), builder.add(b_base, columns[s]))
-                    emit.store(c_ptr, ldc)
-                    return
-                with cgutils.for_range(builder, channels) as by_channel:
-                    ch = by_channel.index
-                    with cgutils.for_range(builder, kh) as by_row:
-                        r = by_row.index
-                        b_base = builder.add(builder.mul(ch, b_channel), builder.mul(r, b_row))
-                        k_base = builder.mul(builder.add(builder.mul(ch, kh), r), kw)
-                        phase_at = cgutils.alloca_once_value(builder, zero)
-                        step_at = cgutils.alloca_once_value(builder, zero)
-                        with cgutils.for_range(builder, kw) as by_column:
-                            phase, step = builder.load(phase_at), builder.load(step_at)
-                            tap(builder.add(k_base, by_column.index), builder.add(b_base, column_offset(phase, step)))
-                            phase, step = next_column(phase, step)
-                            builder.store(phase, phase_at)
-                            builder.store(step, step_at)
+                    else:
+                        with cgutils.for_range(builder, kh) as by_row:
+                            r = by_row.index
+                            b_base = builder.add(builder.mul(ch, b_channel), builder.mul(r, b_row))
+                            k_base = builder.mul(builder.add(builder.mul(ch, kh), r), kw)
+                            phase_at = cgutils.alloca_once_value(builder, zero)
+                            step_at = cgutils.alloca_once_value(builder, zero)
+                            with cgutils.for_range(builder, kw) as by_column:
+                                phase, step = builder.load(phase_at), builder.load(step_at)
+                                tap(builder.add(k_base, by_column.index),
+                                    builder.add(b_base, column_offset(phase, step)))
+                                phase, step = next_column(phase, step)
+                                builder.store(phase, phase_at)
+                                builder.store(step, step_at)
                 emit.store(c_ptr, ldc)
 
-            def by_rows(kind):
-                _switch(builder, rows, range(1, max_rows + 1), lambda count: variant(count, kind))
+            def by_rows(shape):
+                _switch(builder, rows, range(1, max_rows + 1), lambda count: variant(count, shape))
 
             _switch(builder, kind, _KINDS, by_rows)
             return context.get_dummy_value()
