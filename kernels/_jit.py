@@ -102,19 +102,8 @@ def _warn_once(kind: str, message: str) -> None:
 _sources_digest: str | None = None
 
 
-def sources_digest(folder: str = _KERNEL_DIR) -> str:
-    """SHA-256 of every kernel source file below ``folder`` (relative paths and contents), once per process.
-
-    Part of every cached kernel's key: a kernel's cache entry holds the code of
-    the helpers it calls from other files (conv.py's tiled forward inlines
-    _tile.py's tiles), while Numba checks only the kernel's own file. Without
-    it, editing _tile.py in a checkout left conv.py's cached kernels running
-    the old tiles (an installed release rewrites every file, so only a
-    checkout being edited met this).
-    """
-    global _sources_digest
-    if folder == _KERNEL_DIR and _sources_digest is not None:
-        return _sources_digest
+def digest_folder(folder: str) -> str:
+    """SHA-256 of every ``.py`` file below ``folder``: their relative paths and contents."""
     digest = hashlib.sha256()
     for root, _, names in sorted(os.walk(folder)):
         for name in sorted(names):
@@ -123,9 +112,23 @@ def sources_digest(folder: str = _KERNEL_DIR) -> str:
                 digest.update(os.path.relpath(path, folder).replace(os.sep, "/").encode() + b"\0")
                 with open(path, "rb") as source:
                     digest.update(source.read())
-    if folder == _KERNEL_DIR:
-        _sources_digest = digest.hexdigest()
     return digest.hexdigest()
+
+
+def sources_digest() -> str:
+    """:func:`digest_folder` of the kernels, once per process: part of every cached kernel's key.
+
+    A kernel's cache entry holds the code of the helpers it calls from other
+    files (conv.py's tiled forward inlines _tile.py's tiles), while Numba
+    checks only the kernel's own file. Without it, editing _tile.py in a
+    checkout left conv.py's cached kernels running the old tiles (an
+    installed release rewrites every file, so only a checkout being edited
+    met this).
+    """
+    global _sources_digest
+    if _sources_digest is None:
+        _sources_digest = digest_folder(_KERNEL_DIR)
+    return _sources_digest
 
 
 class _RecoveringCache(FunctionCache):

@@ -256,18 +256,18 @@ def test_sources_digest_follows_every_kernel_source(tmp_path):
     (tmp_path / "a.py").write_text("x = 1\n")
     (tmp_path / "cpu" / "b.py").write_text("y = 2\n")
     (tmp_path / "notes.txt").write_text("not a source\n")
-    first = _jit.sources_digest(str(tmp_path))
-    assert len(first) == 64 and first == _jit.sources_digest(str(tmp_path))
+    first = _jit.digest_folder(str(tmp_path))
+    assert len(first) == 64 and first == _jit.digest_folder(str(tmp_path))
     (tmp_path / "notes.txt").write_text("changed, still not a source\n")
-    assert _jit.sources_digest(str(tmp_path)) == first
+    assert _jit.digest_folder(str(tmp_path)) == first
     (tmp_path / "cpu" / "b.py").write_text("y = 3\n")
-    edited = _jit.sources_digest(str(tmp_path))
+    edited = _jit.digest_folder(str(tmp_path))
     assert edited != first
     (tmp_path / "cpu" / "b.py").write_text("y = 2\n")
-    assert _jit.sources_digest(str(tmp_path)) == first
+    assert _jit.digest_folder(str(tmp_path)) == first
     (tmp_path / "cpu" / "b.py").rename(tmp_path / "cpu" / "c.py")
-    assert _jit.sources_digest(str(tmp_path)) not in (first, edited)
-    assert _jit.sources_digest() == _jit.sources_digest()  # the package's own, once per process
+    assert _jit.digest_folder(str(tmp_path)) not in (first, edited)
+    assert _jit.sources_digest() == _jit.digest_folder(os.path.dirname(_jit.__file__))  # the kernels' own
 
 
 def test_an_edit_to_another_kernel_file_recompiles(tmp_path):
