@@ -939,37 +939,55 @@ def _backward_step(kind, s, j0, j1, p, w_hh, zmat, cells, gates, hidden_n, activ
         _store_rows(grad[t], r0, j1 - j0, t, grad_all, col0, stride)
 
 
+@njit
+def _fill_zcols(zmat, reverse, s0, s1, col0, zcols):
+    """zcols[:, t, col0 : col0 + N] = [h; x; 1] entering step t (zmat's block of t), for t in s0..s1:
+    the big GEMMs' operand after the time loop (zcols (H + I + 1, T, all sequences))."""
+    width, batch = zmat.shape[1], zmat.shape[2]
+    for t in range(s0, s1):
+        src = zmat[_z_block(t, reverse)]
+        for w in range(width):
+            row, dst = src[w], zcols[w, t, col0:col0 + batch]
+            for n in range(batch):
+                dst[n] = row[n]
+
+
 @njit(parallel=True)
 def _backward_batched_kernel(kind, w_hh, bounds, zmat, cells, gates, hidden_n, active, full, reverse, bptt_steps,
-                             grad_out, dh, dc, grad, grad_h, grad_all, grad_h_all, sq):
+                             grad_out, dh, dc, grad, grad_h, grad_all, grad_h_all, sq, zcols):
     """BPTT of :func:`_forward_batched_kernel` (``keep`` was on), the time loop only.
 
     grad (T, G*H, N) gets dL/d(pre-activation) and grad_h the same for the
     hidden part (GRU's n rows differ, else it is ``grad``); both are copied to
     (G*H, T*N) ``*_all`` for :func:`_weight_gradients_kernel`. dh/dc (H, N)
     enter as the final states' gradients and leave as h0's/c0's. Per step one
-    region, each worker taking its chunk of the hidden units.
+    region, each worker taking its chunk of the hidden units; then zcols (:func:`_fill_zcols`), each
+    worker taking a share of the steps.
     """
     seq_len = active.shape[0]
+    workers = bounds.shape[0] - 1
     carry = np.zeros(dh.shape, dtype=dh.dtype)
     direct = np.zeros(dh.shape, dtype=dh.dtype)
     for s in range(seq_len - 1, -2, -1):
-        for p in prange(bounds.shape[0] - 1):
+        for p in prange(workers):
             _backward_step(kind, s, bounds[p], bounds[p + 1], p, w_hh, zmat, cells, gates, hidden_n, active, full,
                            reverse, bptt_steps, grad_out, dh, dc, grad, grad_h, grad_all, grad_h_all, sq, 0, carry,
                            direct)
+    for p in prange(workers):
+        _fill_zcols(zmat, reverse, p * seq_len // workers, (p + 1) * seq_len // workers, 0, zcols)
 
 
 @njit
 def _backward_one_worker(kind, w_hh, zmat, cells, gates, hidden_n, active, full, reverse, bptt_steps, grad_out, dh, dc,
-                         grad, grad_h, grad_all, grad_h_all, sq, col0):
-    """The time loop of :func:`_backward_batched_kernel` on the calling worker alone (all units at once), for
-    the part of the batch whose columns in grad_all start at col0."""
+                         grad, grad_h, grad_all, grad_h_all, sq, zcols, col0):
+    """:func:`_backward_batched_kernel` on the calling worker alone (all units at once), for the part of
+    the batch whose columns in grad_all and zcols start at col0."""
     carry = np.zeros(dh.shape, dtype=dh.dtype)
     direct = np.zeros(dh.shape, dtype=dh.dtype)
     for s in range(active.shape[0] - 1, -2, -1):
         _backward_step(kind, s, 0, dh.shape[0], 0, w_hh, zmat, cells, gates, hidden_n, active, full, reverse,
                        bptt_steps, grad_out, dh, dc, grad, grad_h, grad_all, grad_h_all, sq, col0, carry, direct)
+    _fill_zcols(zmat, reverse, 0, active.shape[0], col0, zcols)
 
 
 @njit(parallel=True)
@@ -984,11 +1002,13 @@ def _backward_pair_kernel(kind, first, second):
 
 
 @njit(parallel=True)
-def _weight_gradients_kernel(w_ih, zcols, grad_all, grad_h_all, gru, row_bounds, step_bounds, grad_w, grad_x):
+def _weight_gradients_kernel(w_ih, zcols, grad_all, grad_h_all, gru, row_bounds, step_bounds, grad_w, grad_w_hh,
+                             grad_w_ih, grad_b, grad_x):
     """After the time loop, the big GEMMs over all steps, split over the workers:
 
     rows of grad_w = grad_all @ zcols^T = [dW_hh | dW_ih | db], zcols = [h; x; 1]
-    of every step (GRU's n rows take their hidden columns from grad_h_all);
+    of every step (GRU's n rows take their hidden columns from grad_h_all),
+    each worker then copying its rows into grad_w_hh, grad_w_ih and grad_b;
     rows (steps) of grad_x (T*N, I) = grad_all^T @ W_ih.
     """
     rows, inputs = w_ih.shape
@@ -1003,6 +1023,11 @@ def _weight_gradients_kernel(w_ih, zcols, grad_all, grad_h_all, gru, row_bounds,
             if gru and r1 > rn:  # n rows: hidden columns from grad_h_all
                 gemm(BLAS_N, BLAS_T, r1 - rn, hidden, steps, grad_h_all.ravel()[rn * steps:], steps, zcols.ravel(),
                      steps, 0.0, grad_w.ravel()[rn * width:], width)
+            for r in range(r0, r1):
+                row = grad_w[r]
+                _copy(row[:hidden], grad_w_hh[r])
+                _copy(row[hidden:hidden + inputs], grad_w_ih[r])
+                grad_b[r] = row[hidden + inputs]
         s0, s1 = step_bounds[p], step_bounds[p + 1]
         if s1 > s0:
             gemm(BLAS_T, BLAS_N, s1 - s0, inputs, rows, grad_all.ravel()[s0:], steps, w_ih.ravel(), inputs, 0.0,
@@ -1179,24 +1204,24 @@ def _backward_batched(saved, grad_out, grad_h_n, grad_c_n, bptt_steps):
         sq = np.zeros((workers if len(parts) == 1 else 1, seq_len), dtype)
         # the time loop's arguments after (kind, w_hh): see _backward_batched_kernel / _backward_one_worker
         runs.append(((zmat, cells, gates, hidden_n, active, full, reverse, bptt_steps, grad_out, dh, dc, grad,
-                      grad_h, grad_all, grad_h_all, sq), col0))
+                      grad_h, grad_all, grad_h_all, sq, zcols), col0))
         dhs.append(dh)
         dcs.append(dc)
         sqs.append(sq)
-        zcols[:, :, cols] = zmat[slice(1, None) if reverse else slice(0, seq_len)].transpose(1, 0, 2)
         col0 = cols.stop
     if len(runs) == 2:
         run_parallel(_backward_pair_kernel, _KINDS[mode], *((w_hh, *loop, start) for loop, start in runs))
     else:
         _run(workers, _backward_batched_kernel, _KINDS[mode], w_hh, _chunk_bounds(hidden, workers), *runs[0][0])
     zcols = zcols.reshape(width, seq_len * batch)
-    grad_w = np.empty((gate_count * hidden, width), dtype)
+    rows = gate_count * hidden
+    grad_w = np.empty((rows, width), dtype)
+    grad_w_hh, grad_w_ih = np.empty((rows, hidden), dtype), np.empty((rows, input_size), dtype)
+    grad_b_ih = np.empty(rows, dtype)
     grad_x = np.empty((seq_len, batch, input_size), dtype)
     _run(workers, _weight_gradients_kernel, w_ih, zcols, grad_all, grad_h_all, mode == "gru",
-         _chunk_bounds(gate_count * hidden, workers), _chunk_bounds(seq_len * batch, workers), grad_w, grad_x)
-    grad_w_hh = np.ascontiguousarray(grad_w[:, :hidden])
-    grad_w_ih = np.ascontiguousarray(grad_w[:, hidden:hidden + input_size])
-    grad_b_ih = grad_w[:, -1].copy()
+         _chunk_bounds(rows, workers), _chunk_bounds(seq_len * batch, workers), grad_w, grad_w_hh, grad_w_ih,
+         grad_b_ih, grad_x)
     grad_b_hh = grad_b_ih.copy()
     if mode == "gru":
         grad_b_hh[GRU_N * hidden:] = grad_h_all[GRU_N * hidden:].sum(axis=1)
