@@ -108,6 +108,17 @@ CONV_TILED_MAX_CHANNELS = 10**9
 #   ymm), 6 x 2 at columns 0 and 8 68 useful (90 computed); the flat padded-width
 #   tiles ran 56 useful (65 computed) on the same shape.
 CONV_LONG_ROWS = 3
+# Output rows per conv tile call (_tile.conv_rows, its ``rows_per_call``): a kernel with at most this many
+# taps (in_channels * kH * kW) runs each tile for every output row of its band in one call, stepping the
+# input and output pointers, instead of one row per call. Eighth session: a tile call costs about 23 ns
+# besides its reduction (switch dispatch, array views, bias and stores), 17.6 ns per 3x3 input channel
+# (one core, K64 3x3 on N8 32x32, 1-12 channels, linear fit), so the 27 taps of conv b spent about 30%
+# of their time outside the reduction. Interleaved in one process, 2 threads, medians, one row per call
+# against every row of the band: b 1.23 -> 0.95 ms (1.22-1.29x over three runs, 1.10x in a fourth),
+# a 1.04-1.07x, K64 3x3 with 6 / 12 / 24 / 48 channels 1.10 / 1.05 / 1.02 / 1.02x; with 576 taps
+# level on c (1.00-1.02x) and slower on d (0.95x) and e (0.87x: its bands of 28 rows read 64 channels'
+# rows from L2 for each block of output channels), so those keep one row per call.
+CONV_ROWS_PER_CALL_MAX_TAPS = 128
 # Conv tile variants (_tile.tap_kind), seventh session: 3x3 kernels at column stride 1 or 2, and 5x5
 # at stride 1, run a variant with every tap of a channel unrolled at constant offsets; the rest loop
 # over kernel rows and columns at run time. Before, kernel widths 3 and 5 unrolled the column loop and

@@ -291,14 +291,16 @@ def test_nonfinite_matches_reference(monkeypatch, algorithm, geometry, where):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows_per_call", [1, 4])
 @pytest.mark.parametrize("bands", [1, 2, 3, 5])
 @pytest.mark.parametrize("geometry", [((2, 3, 11, 40), (8, 3, 3, 3), (1, 1), (1, 1, 1, 1)),
                                       ((1, 4, 12, 36), (7, 4, 3, 3), (2, 2), (1, 0, 1, 1)),
                                       ((2, 2, 9, 30), (6, 2, 5, 5), (1, 1), (0, 0, 0, 0)),
                                       ((1, 3, 10, 34), (6, 3, 3, 3), (2, 1), (2, 1, 1, 0))])
-def test_tiled_bands_match_reference(geometry, bands, dtype):
+def test_tiled_bands_match_reference(geometry, bands, rows_per_call, dtype):
     """_tiled_forward with each image's output rows shared out in bands (how one image is split between
-    workers): each band pads just the input rows it reads, or reads the unpadded input in place."""
+    workers): each band pads just the input rows it reads, or reads the unpadded input in place; the tiles
+    run one output row per call, or four (more than some bands hold)."""
     x_shape, w_shape, stride, padding = geometry
     rng = np.random.default_rng(bands)
     x, weight = rng.standard_normal(x_shape).astype(dtype), rng.standard_normal(w_shape).astype(dtype)
@@ -307,6 +309,6 @@ def test_tiled_bands_match_reference(geometry, bands, dtype):
     assert out_size[1] >= 32 // x.itemsize * 2 and bands <= out_size[0]  # rows at least a wide tile long
     hq, wq = cpu_conv._tiled_geometry(x_shape, stride, padding)
     out = np.full((x_shape[0], w_shape[0]) + out_size, np.nan, dtype)
-    cpu_conv._tiled_forward(x, weight, bias, padding[0], padding[2], *stride, hq, wq, bands, 1, out)
+    cpu_conv._tiled_forward(x, weight, bias, padding[0], padding[2], *stride, hq, wq, bands, 1, rows_per_call, out)
     want = ref_conv.conv2d_forward(x, weight, bias, stride, padding, (1, 1), 1, out_size)
     assert_close(out, want, reduction=w_shape[1] * w_shape[2] * w_shape[3])

@@ -105,14 +105,16 @@ def test_conv_tiles_match_numpy(k_out, channels, kh, kw, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows_per_call", [1, 2])
 @pytest.mark.parametrize("use_long", [True, False])
 @pytest.mark.parametrize("k_out,channels,kh,kw,ow", [(32, 1, 5, 5, 24), (13, 3, 3, 3, 56), (5, 2, 3, 3, 40),
                                                      (7, 2, 2, 4, 28), (2, 1, 1, 1, 16), (1, 3, 3, 3, 24),
                                                      (11, 1, 5, 5, 20), (4, 2, 3, 3, 17), (9, 2, 5, 3, 20)])
-def test_conv_rows_match_numpy(k_out, channels, kh, kw, ow, use_long, dtype):
+def test_conv_rows_match_numpy(k_out, channels, kh, kw, ow, use_long, rows_per_call, dtype):
     """conv_rows: tiles along each output row stored straight into (k_out, oh, ow), for row widths made of
     long and wide tiles, ones ending in an overlapping (shifted) wide tile, every block tail of both tile
-    shapes and every tap variant (3x3 and 5x5 unrolled, run-time loops); nothing outside the block is
+    shapes and every tap variant (3x3 and 5x5 unrolled, run-time loops), one output row per tile call or
+    two (of three: a call that repeats its tile and one that doesn't); nothing outside the block is
     written."""
     from fastml.kernels.cpu._tile import _long_blocks, conv_rows
 
@@ -125,7 +127,8 @@ def test_conv_rows_match_numpy(k_out, channels, kh, kw, ow, use_long, dtype):
     weight = rng.standard_normal((k_out, channels * kh * kw)).astype(dtype)
     bias = rng.standard_normal(k_out).astype(dtype)
     out = np.full(k_out * oh * ow + 5, 7.0, dtype)
-    conv_rows(k_out, oh, ow, channels, kh, kw, weight, planes.ravel(), hq * wq, wq, bias, out, use_long)
+    conv_rows(k_out, oh, ow, channels, kh, kw, weight, planes.ravel(), hq * wq, wq, bias, out, use_long,
+              rows_per_call=rows_per_call)
     w = weight.reshape(k_out, channels, kh, kw).astype(np.float64)
     expected = np.zeros((k_out, oh, ow)) + bias[:, None, None]
     for c in range(channels):
@@ -153,15 +156,16 @@ def test_tap_kinds():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows_per_call", [1, 2])
 @pytest.mark.parametrize("k_out,channels,kh,kw,ow,sh,sw", [(13, 3, 3, 3, 16, 2, 2), (7, 2, 3, 3, 24, 2, 2),
                                                            (5, 2, 5, 5, 20, 1, 2), (6, 1, 3, 4, 17, 3, 3),
                                                            (4, 2, 2, 3, 16, 2, 1), (3, 1, 1, 7, 24, 1, 4),
                                                            (6, 2, 3, 3, 16, 1, 3)])
-def test_conv_rows_strided_match_numpy(k_out, channels, kh, kw, ow, sh, sw, dtype):
+def test_conv_rows_strided_match_numpy(k_out, channels, kh, kw, ow, sh, sw, rows_per_call, dtype):
     """conv_rows with row stride sh and column stride sw: each channel's padded plane split into its sw
     column phases (built here from the padded input, independently of the kernels' own split), for the
     unrolled 3x3 taps at column stride 2 and the run-time loops (any other stride or kernel), wide,
-    shifted and long tiles."""
+    shifted and long tiles, one or two output rows per tile call (a repeated tile steps sh input rows)."""
     from fastml.kernels.cpu._tile import conv_rows
 
     rng = np.random.default_rng(k_out * 7 + ow + sw)
@@ -177,7 +181,7 @@ def test_conv_rows_strided_match_numpy(k_out, channels, kh, kw, ow, sh, sw, dtyp
     bias = rng.standard_normal(k_out).astype(dtype)
     out = np.full(k_out * oh * ow + 5, 7.0, dtype)
     conv_rows(k_out, oh, ow, channels, kh, kw, weight, phases.ravel(), sw * hp * wq, wq, bias, out, True, sh, sw,
-              hp * wq)
+              hp * wq, rows_per_call=rows_per_call)
     w = weight.reshape(k_out, channels, kh, kw).astype(np.float64)
     expected = np.zeros((k_out, oh, ow)) + bias[:, None, None]
     for c in range(channels):

@@ -340,7 +340,8 @@ def _gemm_small_external_impl(m, n, k, a, a_row, a_col, b, ldb, c, ldc, accumula
 
 # --- convolution tiles: the reduction runs over (channel, kernel row, kernel column) -------------
 def _make_conv_tile(vectors: int, max_rows: int):
-    """Intrinsic ``conv(rows, kind, channels, kh, kw, a, a_row, b, b_channel, b_row, b_phase, sw, c, ldc, bias)``.
+    """Intrinsic ``conv(rows, kind, channels, kh, kw, a, a_row, b, b_channel, b_row, b_phase, sw, c, ldc, bias,
+    repeat, b_step, c_step)``.
 
     c[i*ldc + q] = bias[i] + sum over (ch, r, s) of a[i*a_row + (ch*kh + r)*kw + s]
     * b[ch*b_channel + r*b_row + (s % sw)*b_phase + s // sw + q] for i < rows
@@ -355,23 +356,27 @@ def _make_conv_tile(vectors: int, max_rows: int):
     sw) picks the variant: 3x3 kernels at column stride 1 or 2 and 5x5 at
     stride 1 unroll every tap of a channel, each at a constant offset from
     the channel's first (at stride 2 the middle column is b_phase away);
-    other kernels loop over rows and columns at run time.
+    other kernels loop over rows and columns at run time. The tile runs
+    ``repeat`` times, b and c moving on by b_step and c_step elements each
+    time (the same columns of the next output rows): one dispatch for them all.
     """
 
     @intrinsic
-    def conv(typingctx, rows, kind, channels, kh, kw, a, a_row, b, b_channel, b_row, b_phase, sw, c, ldc, bias):
+    def conv(typingctx, rows, kind, channels, kh, kw, a, a_row, b, b_channel, b_row, b_phase, sw, c, ldc, bias, repeat,
+             b_step, c_step):
         if not (isinstance(a, types.Array) and a.dtype in (types.float32, types.float64)
                 and b == a and c == a and bias == a):
             return None
         sig = types.void(types.intp, types.intp, types.intp, types.intp, types.intp, a, types.intp, a, types.intp,
-                         types.intp, types.intp, types.intp, a, types.intp, a)
+                         types.intp, types.intp, types.intp, a, types.intp, a, types.intp, types.intp, types.intp)
 
         def codegen(context, builder, signature, args):
-            rows, kind, channels, kh, kw, a, a_row, b, b_channel, b_row, b_phase, sw, c, ldc, bias = args
+            (rows, kind, channels, kh, kw, a, a_row, b, b_channel, b_row, b_phase, sw, c, ldc, bias, repeat, b_step,
+             c_step) = args
 
             def variant(count, shape):
                 emit = _Emitter(context, builder, signature.args[5], count, vectors)
-                a_ptr, b_ptr, c_ptr = emit.data(a), emit.data(b), emit.data(c)
+                a_ptr, b_first, c_first, bias_ptr = emit.data(a), emit.data(b), emit.data(c), emit.data(bias)
                 zero, one = emit.const(0), emit.const(1)
 
                 def next_column(phase, step):
@@ -383,39 +388,44 @@ def _make_conv_tile(vectors: int, max_rows: int):
                 def column_offset(phase, step):
                     return builder.add(builder.mul(phase, b_phase), step)
 
-                def tap(k, offset):
-                    emit.multiply_add(a_ptr, lambda i: builder.add(builder.mul(emit.const(i), a_row), k), b_ptr, offset)
-
-                emit.prefetch(c_ptr, ldc)
-                emit.start_from(emit.data(bias))
                 square = _SQUARE.get(shape)  # (side, column stride): every tap unrolled at a fixed column offset
                 if square is not None:
                     side, stride = square
                     columns = [column_offset(emit.const(s % stride), emit.const(s // stride)) for s in range(side)]
-                with cgutils.for_range(builder, channels) as by_channel:
-                    ch = by_channel.index
-                    if square is not None:
-                        b_channel_at = builder.mul(ch, b_channel)
-                        k_channel = builder.mul(ch, emit.const(side * side))
-                        for r in range(side):
-                            b_base = builder.add(b_channel_at, builder.mul(emit.const(r), b_row))
-                            for s in range(side):
-                                tap(builder.add(k_channel, emit.const(r * side + s)), builder.add(b_base, columns[s]))
-                    else:
-                        with cgutils.for_range(builder, kh) as by_row:
-                            r = by_row.index
-                            b_base = builder.add(builder.mul(ch, b_channel), builder.mul(r, b_row))
-                            k_base = builder.mul(builder.add(builder.mul(ch, kh), r), kw)
-                            phase_at = cgutils.alloca_once_value(builder, zero)
-                            step_at = cgutils.alloca_once_value(builder, zero)
-                            with cgutils.for_range(builder, kw) as by_column:
-                                phase, step = builder.load(phase_at), builder.load(step_at)
-                                tap(builder.add(k_base, by_column.index),
-                                    builder.add(b_base, column_offset(phase, step)))
-                                phase, step = next_column(phase, step)
-                                builder.store(phase, phase_at)
-                                builder.store(step, step_at)
-                emit.store(c_ptr, ldc)
+                with cgutils.for_range(builder, repeat) as by_repeat:
+                    b_ptr = builder.gep(b_first, [builder.mul(by_repeat.index, b_step)])
+                    c_ptr = builder.gep(c_first, [builder.mul(by_repeat.index, c_step)])
+
+                    def tap(k, offset):
+                        emit.multiply_add(a_ptr, lambda i: builder.add(builder.mul(emit.const(i), a_row), k), b_ptr,
+                                          offset)
+
+                    emit.prefetch(c_ptr, ldc)
+                    emit.start_from(bias_ptr)
+                    with cgutils.for_range(builder, channels) as by_channel:
+                        ch = by_channel.index
+                        if square is not None:
+                            b_channel_at = builder.mul(ch, b_channel)
+                            k_channel = builder.mul(ch, emit.const(side * side))
+                            for r in range(side):
+                                b_base = builder.add(b_channel_at, builder.mul(emit.const(r), b_row))
+                                for s in range(side):
+                                    tap(builder.add(k_channel, emit.const(r * side + s)), builder.add(b_base, columns[s]))
+                        else:
+                            with cgutils.for_range(builder, kh) as by_row:
+                                r = by_row.index
+                                b_base = builder.add(builder.mul(ch, b_channel), builder.mul(r, b_row))
+                                k_base = builder.mul(builder.add(builder.mul(ch, kh), r), kw)
+                                phase_at = cgutils.alloca_once_value(builder, zero)
+                                step_at = cgutils.alloca_once_value(builder, zero)
+                                with cgutils.for_range(builder, kw) as by_column:
+                                    phase, step = builder.load(phase_at), builder.load(step_at)
+                                    tap(builder.add(k_base, by_column.index),
+                                        builder.add(b_base, column_offset(phase, step)))
+                                    phase, step = next_column(phase, step)
+                                    builder.store(phase, phase_at)
+                                    builder.store(step, step_at)
+                    emit.store(c_ptr, ldc)
 
             def by_rows(shape):
                 _switch(builder, rows, range(1, max_rows + 1), lambda count: variant(count, shape))
@@ -504,7 +514,7 @@ def conv_tiles(k_out, width, channels, kh, kw, weight, xp, b_channel, b_row, bia
         for block in range(starts.shape[0] - 1):
             i0 = starts[block]
             _conv_wide(starts[block + 1] - i0, kind, channels, kh, kw, flat_w[i0 * taps:], taps, b0, b_channel, b_row, 0,
-                       1, flat_out[i0 * ldc + j0:], ldc, bias[i0:])
+                       1, flat_out[i0 * ldc + j0:], ldc, bias[i0:], 1, 0, 0)
 
 
 @njit
@@ -530,7 +540,7 @@ def _row_segments(ow, lanes, use_long):
 
 @njit
 def conv_rows(k_out, oh, ow, channels, kh, kw, weight, xp, b_channel, b_row, bias, out, use_long=True, sh=1, sw=1,
-              b_phase=0, ldc=0):
+              b_phase=0, ldc=0, rows_per_call=1):
     """out[k*oh*ow + y*ow + x] = bias[k] + sum over (c, r, s) of weight[k, c*kh*kw + r*kw + s] * xp[c*b_channel
     + (y*sh + r)*b_row + (s % sw)*b_phase + x + s // sw], for y < oh and x < ow >= :func:`conv_width_multiple`.
 
@@ -544,7 +554,8 @@ def conv_rows(k_out, oh, ow, channels, kh, kw, weight, xp, b_channel, b_row, bia
     ``ldc``: elements from one output channel's plane to the next, when
     ``out`` is a band of oh rows of taller planes (0: oh * ow). Segments
     outside, output-channel blocks inside: a segment's input columns serve
-    every output channel from L1.
+    every output channel from L1. Each tile call runs up to ``rows_per_call``
+    output rows (the same columns of each), one after the other.
     """
     taps = weight.shape[1]
     flat_w = weight.ravel()
@@ -552,7 +563,8 @@ def conv_rows(k_out, oh, ow, channels, kh, kw, weight, xp, b_channel, b_row, bia
     seg_starts, seg_long = _row_segments(ow, _lanes_of(xp), use_long)
     wide_blocks, long_blocks = _row_blocks(k_out), _long_blocks(k_out)
     kind = tap_kind(kh, kw, sw)
-    for y in range(oh):
+    for y in range(0, oh, rows_per_call):
+        repeat = min(rows_per_call, oh - y)
         for seg in range(seg_starts.shape[0]):
             x0 = seg_starts[seg]
             b0, c0 = xp[y * sh * b_row + x0:], out[y * ow + x0:]
@@ -560,9 +572,9 @@ def conv_rows(k_out, oh, ow, channels, kh, kw, weight, xp, b_channel, b_row, bia
                 for block in range(long_blocks.shape[0] - 1):
                     i0 = long_blocks[block]
                     _conv_long(long_blocks[block + 1] - i0, kind, channels, kh, kw, flat_w[i0 * taps:], taps, b0,
-                               b_channel, b_row, b_phase, sw, c0[i0 * ldc:], ldc, bias[i0:])
+                               b_channel, b_row, b_phase, sw, c0[i0 * ldc:], ldc, bias[i0:], repeat, sh * b_row, ow)
             else:
                 for block in range(wide_blocks.shape[0] - 1):
                     i0 = wide_blocks[block]
                     _conv_wide(wide_blocks[block + 1] - i0, kind, channels, kh, kw, flat_w[i0 * taps:], taps, b0,
-                               b_channel, b_row, b_phase, sw, c0[i0 * ldc:], ldc, bias[i0:])
+                               b_channel, b_row, b_phase, sw, c0[i0 * ldc:], ldc, bias[i0:], repeat, sh * b_row, ow)

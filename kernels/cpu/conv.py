@@ -401,14 +401,14 @@ def _split_columns(x, image, pt, pl, sw, hq, wq, planes):
 
 
 @njit(parallel=True)
-def _tiled_forward(x, weight, bias, pt, pl, sh, sw, hq, wq, bands, chunks, out):
+def _tiled_forward(x, weight, bias, pt, pl, sh, sw, hq, wq, bands, chunks, rows_per_call, out):
     """Work items are (image, band of output rows, chunk of output channels): one of each per image when
     there are enough images for the workers. Else the work of an image is shared out: output rows at
     least a tile wide in bands of rows (conv e: one image), each item padding just the input rows its
     band reads; narrower ones in chunks of output channels, the padded planes made once for all chunks
     first. bias: k_out values (zeros for none). (hq, wq) from _tiled_geometry: with stride sw > 1
     (output rows at least a tile wide) each channel's padded plane is split into its sw column phases,
-    hq x wq each; rows are never split."""
+    hq x wq each; rows are never split. rows_per_call: output rows per tile call (_rows_per_call)."""
     n, channels, height, width_in = x.shape
     k_out, _, kh, kw = weight.shape
     oh, ow = out.shape[2], out.shape[3]
@@ -437,7 +437,7 @@ def _tiled_forward(x, weight, bias, pt, pl, sh, sw, hq, wq, bands, chunks, out):
             else:
                 xp, b_plane = x[image].ravel()[y0 * sh * wq:], plane
             conv_rows(k1 - k0, y1 - y0, ow, channels, kh, kw, taps[k0:k1], xp, sw * b_plane, wq, bias[k0:k1],
-                      out[image, k0:k1].ravel()[y0 * ow:], True, sh, sw, b_plane, oh * ow)
+                      out[image, k0:k1].ravel()[y0 * ow:], True, sh, sw, b_plane, oh * ow, rows_per_call)
             continue
         if not padded:
             xp = x[image].ravel()
@@ -450,6 +450,13 @@ def _tiled_forward(x, weight, bias, pt, pl, sh, sw, hq, wq, bands, chunks, out):
         ext = np.empty((k1 - k0, width), x.dtype)
         conv_tiles(k1 - k0, width, channels, kh, kw, taps[k0:k1], xp, plane, wq, bias[k0:k1], ext)
         _scatter_out(ext, image, image + 1, hq, wq, k0, bias, False, out)
+
+
+def _rows_per_call(weight, out_size):
+    """Output rows each tile call of conv_rows runs (kernels/config.py CONV_ROWS_PER_CALL_MAX_TAPS): all of
+    them for a short reduction, where a call's fixed cost is a large part of its work; else one."""
+    taps = weight.shape[1] * weight.shape[2] * weight.shape[3]
+    return out_size[0] if taps <= config.CONV_ROWS_PER_CALL_MAX_TAPS else 1
 
 
 def _tile_split(n, k_out, out_size, wide):
@@ -1000,7 +1007,8 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups, out_size)
     if _use_tiled(x, weight, stride, padding, dilation, groups, out_size, chunks):
         hq, wq = _tiled_geometry(x.shape, stride, padding)
         _tiled_forward(np.ascontiguousarray(x), np.ascontiguousarray(weight),
-                       bias if has_bias else np.zeros(k_out, x.dtype), pt, pl, sh, sw, hq, wq, bands, chunks, out)
+                       bias if has_bias else np.zeros(k_out, x.dtype), pt, pl, sh, sw, hq, wq, bands, chunks,
+                       _rows_per_call(weight, out_size), out)
         return out
     if _use_direct(x, weight, out_size):
         hq, wq = _phase_geometry(x.shape, stride, padding)
