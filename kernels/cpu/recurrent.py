@@ -524,8 +524,11 @@ def _gru_reset_before_backward(gates, h_prev, grad_out, dh_carry, w_hrz, w_hn, l
 #   rows of the next state. The end of the region is the only sync.
 # * Backward runs the steps in reverse: worker p pulls its units' share of
 #   W_hh^T @ (the later step's gate gradients), the same products reading W_hh
-#   transposed in place, then its units' gate gradients. The weight, bias and
-#   input gradients are three big GEMMs over all steps after the loop.
+#   transposed in place, then its units' gate gradients; after the loop the
+#   workers gather every step's [h; x; 1] into ``zcols`` (_fill_zcols). The
+#   weight, bias and input gradients are then two big GEMMs over all steps
+#   (_weight_gradients_kernel: [dW_hh | dW_ih | db] at once, and dx), each
+#   worker splitting its rows of the first into the three gradients.
 #
 # Why: with the gates (G*H, T*N) and numpy's threaded GEMM for the input
 # projection, the two thread pools (OpenBLAS's and Numba's) spun against each
