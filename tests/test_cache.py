@@ -1,8 +1,8 @@
 """The Numba disk cache, in fresh interpreters: a read-only install caches in a private temp folder,
 NUMBA_CACHE_DIR is honoured (and an unusable one only costs a warning), corrupt cache files are
 recompiled with exactly one warning, two processes compiling into one empty cache at once both
-work, and a change to any kernel source file recompiles every kernel. The probe runs two small kernels (relu forward and backward, float32) and reports Numba's
-cache hits and misses."""
+work, and a change to any kernel source file recompiles every kernel. The probe runs two small
+kernels (relu forward and backward, float32) and reports Numba's cache hits and misses."""
 from __future__ import annotations
 
 import json

@@ -964,8 +964,9 @@ def _backward_batched_kernel(kind, w_hh, bounds, zmat, cells, gates, hidden_n, a
     hidden part (GRU's n rows differ, else it is ``grad``); both are copied to
     (G*H, T*N) ``*_all`` for :func:`_weight_gradients_kernel`. dh/dc (H, N)
     enter as the final states' gradients and leave as h0's/c0's. Per step one
-    region, each worker taking its chunk of the hidden units; then zcols (:func:`_fill_zcols`), each
-    worker taking a share of the steps.
+    region, each worker taking its chunk of the hidden units; then one more
+    region fills zcols (:func:`_fill_zcols`), each worker taking a share of
+    the steps.
     """
     seq_len = active.shape[0]
     workers = bounds.shape[0] - 1
