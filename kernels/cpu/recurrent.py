@@ -593,10 +593,14 @@ def _mask_and_output(z_new, z_old, c_new, c_old, j0, j1, act, full, out_t, col0)
                     z_new[j, n] = z_old[j, n]
                     if c_new.shape[0] > 0:
                         c_new[j, n] = c_old[j, n]
-    for j in range(j0, j1):
-        row = z_new[j]
-        for n in range(batch):
-            out_t[col0 + n, j] = row[n] if act[n] else zero
+    for n in range(batch):  # one contiguous run of out_t's row per sequence (z_new's column is in L1)
+        dst = out_t[col0 + n]
+        if act[n]:
+            for j in range(j0, j1):
+                dst[j] = z_new[j, n]
+        else:
+            for j in range(j0, j1):
+                dst[j] = zero
 
 
 @njit
@@ -637,10 +641,11 @@ def _project_inputs(x, w_ih, bias, zmat, gates, reverse, s0, s1, col0):
     for s in range(s0, s1):
         t = _time(s, seq_len, reverse)
         zb = _z_block(t, reverse)
-        for i in range(inputs):
-            row = zmat[zb, hidden + i]
-            for n in range(batch):
-                row[n] = x[t, col0 + n, i]
+        block = zmat[zb]
+        for n in range(batch):  # x read a row at a time (a stream), written into zmat's column n
+            src = x[t, col0 + n]
+            for i in range(inputs):
+                block[hidden + i, n] = src[i]
         _rows_times_block(w_ih, 0, rows, zmat, zb, hidden, gates[t], 0, False)
         _add_bias(bias, 0, rows, gates[t], 0)
 
@@ -782,14 +787,16 @@ def _pull(w_hh, j0, j1, grad, out):
 
 @njit
 def _store_rows(grad_t, r0, rows, t, grad_all, col0, stride):
-    """Copy gate-gradient rows of step t into their columns of grad_all (G*H, T*N), the big GEMMs' operand:
-    columns t*stride + col0 + n (stride: the whole batch N; col0: where this part of the batch starts)."""
+    """Copy gate-gradient rows r0 .. r0 + rows of step t, transposed, into grad_all (T*N, G*H), the big GEMMs'
+    operand: sequence n of this part goes to row t*stride + col0 + n (stride: the whole batch N; col0: where
+    this part of the batch starts). Batch-major, so each sequence's gradients land in one contiguous row
+    (the gate-major (G*H, T*N) layout scattered every step's block over G*H rows and as many pages)."""
     batch = grad_t.shape[1]
     first = t * stride + col0
-    for q in range(r0, r0 + rows):
-        src, dst = grad_t[q], grad_all[q, first:first + batch]
-        for n in range(batch):
-            dst[n] = src[n]
+    for n in range(batch):
+        dst = grad_all[first + n]
+        for q in range(r0, r0 + rows):
+            dst[q] = grad_t[q, n]
 
 
 @njit
@@ -803,16 +810,23 @@ def _take_carry(dh, carry, direct, j0, j1, has_later, cut, act_later, add_output
     batch = dh.shape[1]
     zero = dh.dtype.type(0)
     total = zero
-    for j in range(j0, j1):
-        d, cr, dr = dh[j], carry[j], direct[j]
-        if has_later:
+    if has_later:
+        for j in range(j0, j1):
+            d, cr, dr = dh[j], carry[j], direct[j]
             for n in range(batch):
                 d[n] = zero if cut else (cr[n] + dr[n] if act_later[n] else d[n])
-        if add_output:
+    if add_output:
+        # sequence by sequence: each reads one contiguous row of grad_out[t] (a stream the prefetcher
+        # follows; unit by unit, the reads hopped between N rows H elements apart)
+        for n in range(batch):
+            if act[n]:
+                g = grad_out_t[col0 + n]
+                for j in range(j0, j1):
+                    dh[j, n] += g[j]
+        for j in range(j0, j1):
+            d = dh[j]
             for n in range(batch):
-                v = d[n] + (grad_out_t[col0 + n, j] if act[n] else zero)
-                d[n] = v
-                total += v * v
+                total += d[n] * d[n]
     return total
 
 
@@ -910,7 +924,7 @@ def _backward_step(kind, s, j0, j1, p, w_hh, zmat, cells, gates, hidden_n, activ
     seq_len = active.shape[0]
     hidden = dh.shape[0]
     gate_count = gates.shape[1] // hidden
-    stride = grad_all.shape[1] // seq_len
+    stride = grad_all.shape[0] // seq_len
     has_later = s + 1 < seq_len
     t_later = _time(s + 1, seq_len, reverse) if has_later else 0
     cut = has_later and _truncate(s + 1, bptt_steps)
@@ -944,15 +958,16 @@ def _backward_step(kind, s, j0, j1, p, w_hh, zmat, cells, gates, hidden_n, activ
 
 @njit
 def _fill_zcols(zmat, reverse, s0, s1, col0, zcols):
-    """zcols[:, t, col0 : col0 + N] = [h; x; 1] entering step t (zmat's block of t), for t in s0..s1:
-    the big GEMMs' operand after the time loop (zcols (H + I + 1, T, all sequences))."""
+    """zcols[t, col0 + n] = [h; x; 1] of sequence n entering step t (column n of zmat's block of t), for t in
+    s0..s1: the big GEMMs' operand after the time loop (zcols (T, all sequences, H + I + 1), batch-major
+    like grad_all)."""
     width, batch = zmat.shape[1], zmat.shape[2]
     for t in range(s0, s1):
         src = zmat[_z_block(t, reverse)]
-        for w in range(width):
-            row, dst = src[w], zcols[w, t, col0:col0 + batch]
-            for n in range(batch):
-                dst[n] = row[n]
+        for n in range(batch):
+            dst = zcols[t, col0 + n]
+            for w in range(width):
+                dst[w] = src[w, n]
 
 
 @njit(parallel=True)
@@ -962,7 +977,7 @@ def _backward_batched_kernel(kind, w_hh, bounds, zmat, cells, gates, hidden_n, a
 
     grad (T, G*H, N) gets dL/d(pre-activation) and grad_h the same for the
     hidden part (GRU's n rows differ, else it is ``grad``); both are copied to
-    (G*H, T*N) ``*_all`` for :func:`_weight_gradients_kernel`. dh/dc (H, N)
+    (T*N, G*H) ``*_all`` for :func:`_weight_gradients_kernel`. dh/dc (H, N)
     enter as the final states' gradients and leave as h0's/c0's. Per step one
     region, each worker taking its chunk of the hidden units; then one more
     region fills zcols (:func:`_fill_zcols`), each worker taking a share of
@@ -1010,23 +1025,23 @@ def _weight_gradients_kernel(w_ih, zcols, grad_all, grad_h_all, gru, row_bounds,
                              grad_w_ih, grad_b, grad_x):
     """After the time loop, the big GEMMs over all steps, split over the workers:
 
-    rows of grad_w = grad_all @ zcols^T = [dW_hh | dW_ih | db], zcols = [h; x; 1]
-    of every step (GRU's n rows take their hidden columns from grad_h_all),
-    each worker then copying its rows into grad_w_hh, grad_w_ih and grad_b;
-    rows (steps) of grad_x (T*N, I) = grad_all^T @ W_ih.
+    rows of grad_w = grad_all^T @ zcols = [dW_hh | dW_ih | db], zcols (T*N, H + I + 1)
+    = [h; x; 1] of every step and sequence, grad_all (T*N, G*H) (GRU's n rows take
+    their hidden columns from grad_h_all), each worker then copying its rows into
+    grad_w_hh, grad_w_ih and grad_b; rows (steps) of grad_x (T*N, I) = grad_all @ W_ih.
     """
     rows, inputs = w_ih.shape
-    width, steps = zcols.shape
+    steps, width = zcols.shape
     hidden = width - inputs - 1
     for p in prange(row_bounds.shape[0] - 1):
         r0, r1 = row_bounds[p], row_bounds[p + 1]
         if r1 > r0:
-            gemm(BLAS_N, BLAS_T, r1 - r0, width, steps, grad_all.ravel()[r0 * steps:], steps, zcols.ravel(), steps,
+            gemm(BLAS_T, BLAS_N, r1 - r0, width, steps, grad_all.ravel()[r0:], rows, zcols.ravel(), width,
                  0.0, grad_w.ravel()[r0 * width:], width)
             rn = max(r0, GRU_N * hidden)
             if gru and r1 > rn:  # n rows: hidden columns from grad_h_all
-                gemm(BLAS_N, BLAS_T, r1 - rn, hidden, steps, grad_h_all.ravel()[rn * steps:], steps, zcols.ravel(),
-                     steps, 0.0, grad_w.ravel()[rn * width:], width)
+                gemm(BLAS_T, BLAS_N, r1 - rn, hidden, steps, grad_h_all.ravel()[rn:], rows, zcols.ravel(), width,
+                     0.0, grad_w.ravel()[rn * width:], width)
             for r in range(r0, r1):
                 row = grad_w[r]
                 _copy(row[:hidden], grad_w_hh[r])
@@ -1034,7 +1049,7 @@ def _weight_gradients_kernel(w_ih, zcols, grad_all, grad_h_all, gru, row_bounds,
                 grad_b[r] = row[hidden + inputs]
         s0, s1 = step_bounds[p], step_bounds[p + 1]
         if s1 > s0:
-            gemm(BLAS_T, BLAS_N, s1 - s0, inputs, rows, grad_all.ravel()[s0:], steps, w_ih.ravel(), inputs, 0.0,
+            gemm(BLAS_N, BLAS_N, s1 - s0, inputs, rows, grad_all.ravel()[s0 * rows:], rows, w_ih.ravel(), inputs, 0.0,
                  grad_x.ravel()[s0 * inputs:], inputs)
 
 
@@ -1190,9 +1205,9 @@ def _backward_batched(saved, grad_out, grad_h_n, grad_c_n, bptt_steps):
     hidden, input_size = w_hh.shape[1], w_ih.shape[1]
     width = hidden + input_size + 1  # zmat's rows: [h; x; 1]
     gate_count = GATE_COUNT[mode]
-    grad_all = np.empty((gate_count * hidden, seq_len * batch), dtype)
+    grad_all = np.empty((seq_len * batch, gate_count * hidden), dtype)  # rows t*N + n, batch-major
     grad_h_all = np.empty_like(grad_all) if mode == "gru" else grad_all
-    zcols = np.empty((width, seq_len, batch), dtype)  # [h; x; 1] of every step, columns t*N + n
+    zcols = np.empty((seq_len, batch, width), dtype)  # [h; x; 1] of every step and sequence, rows t*N + n
     runs, dhs, dcs, sqs, col0 = [], [], [], [], 0
     for part in parts:
         zmat, cells, gates, hidden_n, active, full, reverse = part[5:]
@@ -1217,7 +1232,7 @@ def _backward_batched(saved, grad_out, grad_h_n, grad_c_n, bptt_steps):
         run_parallel(_backward_pair_kernel, _KINDS[mode], *((w_hh, *loop, start) for loop, start in runs))
     else:
         _run(workers, _backward_batched_kernel, _KINDS[mode], w_hh, _chunk_bounds(hidden, workers), *runs[0][0])
-    zcols = zcols.reshape(width, seq_len * batch)
+    zcols = zcols.reshape(seq_len * batch, width)
     rows = gate_count * hidden
     grad_w = np.empty((rows, width), dtype)
     grad_w_hh, grad_w_ih = np.empty((rows, hidden), dtype), np.empty((rows, input_size), dtype)
@@ -1228,7 +1243,7 @@ def _backward_batched(saved, grad_out, grad_h_n, grad_c_n, bptt_steps):
          grad_b_ih, grad_x)
     grad_b_hh = grad_b_ih.copy()
     if mode == "gru":
-        grad_b_hh[GRU_N * hidden:] = grad_h_all[GRU_N * hidden:].sum(axis=1)
+        grad_b_hh[GRU_N * hidden:] = grad_h_all[:, GRU_N * hidden:].sum(axis=0)
     norms = np.sqrt(sum(sq.sum(axis=0) for sq in sqs))
     grad_h0 = np.concatenate([dh.T for dh in dhs])
     grad_c0 = np.concatenate([dc.T for dc in dcs]) if mode == "lstm" else None
