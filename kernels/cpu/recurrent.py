@@ -786,17 +786,22 @@ def _pull(w_hh, j0, j1, grad, out):
 
 
 @njit
+def _transpose_into(src, q0, q1, dst, first):
+    """dst[first + n, q] = src[q, n] for q in q0..q1 and every column n of src (N, the batch): a (rows, N)
+    block of a step into the batch-major operands of the big GEMMs, one contiguous row run per sequence."""
+    for n in range(src.shape[1]):
+        row = dst[first + n]
+        for q in range(q0, q1):
+            row[q] = src[q, n]
+
+
+@njit
 def _store_rows(grad_t, r0, rows, t, grad_all, col0, stride):
     """Copy gate-gradient rows r0 .. r0 + rows of step t, transposed, into grad_all (T*N, G*H), the big GEMMs'
     operand: sequence n of this part goes to row t*stride + col0 + n (stride: the whole batch N; col0: where
     this part of the batch starts). Batch-major, so each sequence's gradients land in one contiguous row
     (the gate-major (G*H, T*N) layout scattered every step's block over G*H rows and as many pages)."""
-    batch = grad_t.shape[1]
-    first = t * stride + col0
-    for n in range(batch):
-        dst = grad_all[first + n]
-        for q in range(r0, r0 + rows):
-            dst[q] = grad_t[q, n]
+    _transpose_into(grad_t, r0, r0 + rows, grad_all, t * stride + col0)
 
 
 @njit
@@ -961,13 +966,9 @@ def _fill_zcols(zmat, reverse, s0, s1, col0, zcols):
     """zcols[t, col0 + n] = [h; x; 1] of sequence n entering step t (column n of zmat's block of t), for t in
     s0..s1: the big GEMMs' operand after the time loop (zcols (T, all sequences, H + I + 1), batch-major
     like grad_all)."""
-    width, batch = zmat.shape[1], zmat.shape[2]
+    width = zmat.shape[1]
     for t in range(s0, s1):
-        src = zmat[_z_block(t, reverse)]
-        for n in range(batch):
-            dst = zcols[t, col0 + n]
-            for w in range(width):
-                dst[w] = src[w, n]
+        _transpose_into(zmat[_z_block(t, reverse)], 0, width, zcols[t], col0)
 
 
 @njit(parallel=True)
